@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""Build tickscore's bundled German-credit models and their reference outputs.
+
+Reproducible: fixed seeds, single-threaded trainers, a stratified 70/30
+split, and ONNX graphs canonicalised after conversion (node names, opset
+order, doc strings), so that running this script twice gives byte-identical
+files. Pinned versions: models/requirements.txt.
+
+    python3 -m venv /tmp/ts-venv && /tmp/ts-venv/bin/pip install -r models/requirements.txt
+    /tmp/ts-venv/bin/python models/make_models.py
+
+Writes (all committed; the Rust tests never run Python):
+    models/data/german_test.csv          test-split features, header = feature names in model order
+    models/data/german_test_labels.csv   test-split labels (bad = 1)
+    models/<name>/model.onnx             the model
+    models/<name>/reference.csv          P(bad) per test row, recorded from onnxruntime
+    models/metrics.json                  AUC and KS of those scores, computed by scikit-learn
+
+Feature encoding (stable, documented): the 20 attributes in the CSV's column
+order; a numeric attribute is one feature with its raw value; a categorical
+attribute becomes one 0/1 feature per level, levels in sorted (byte) order,
+named `<attribute>=<level>`. 7 numeric + 54 levels = 61 features.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data" / "german_credit.csv"
+DATA_SHA256 = "2c0bae00275c028fc853a1ea72cc7a68002c3f6876c41300c5c948711540c8c6"
+SEED = 20261204
+TARGET = "creditability"
+CORE_OPSET = 17
+ML_OPSET = 3
+# onnxmltools 1.16 converts LightGBM and XGBoost up to opset 15 only.
+TREE_CORE_OPSET = 15
+
+
+def load_dataset():
+    digest = hashlib.sha256(DATA.read_bytes()).hexdigest()
+    if digest != DATA_SHA256:
+        sys.exit(f"{DATA}: sha256 {digest} != expected {DATA_SHA256}")
+    with DATA.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    attributes = [c for c in rows[0].keys() if c != TARGET]
+    numeric = []
+    for a in attributes:
+        try:
+            for r in rows:
+                float(r[a])
+            numeric.append(a)
+        except ValueError:
+            pass
+    names: list[str] = []
+    encoders = []
+    for a in attributes:
+        if a in numeric:
+            names.append(a)
+            encoders.append((a, None))
+        else:
+            levels = sorted({r[a] for r in rows})
+            names.extend(f"{a}={lv}" for lv in levels)
+            encoders.append((a, levels))
+    x = np.zeros((len(rows), len(names)), dtype=np.float32)
+    for i, r in enumerate(rows):
+        j = 0
+        for a, levels in encoders:
+            if levels is None:
+                x[i, j] = float(r[a])
+                j += 1
+            else:
+                x[i, j + levels.index(r[a])] = 1.0
+                j += len(levels)
+    y = np.array([1 if r[TARGET] == "bad" else 0 for r in rows], dtype=np.int64)
+    return x, y, names
+
+
+def canonicalise(model, names: list[str], kind: str):
+    """Make converter output deterministic and self-describing."""
+    g = model.graph
+    for i, node in enumerate(g.node):
+        node.name = f"n{i}_{node.op_type}"
+        node.doc_string = ""
+    g.doc_string = ""
+    g.name = kind
+    model.doc_string = ""
+    model.producer_name = "tickscore-make_models"
+    model.producer_version = "1"
+    model.domain = ""
+    model.model_version = 1
+    # skl2onnx can list a domain twice; keep the highest version per domain.
+    highest: dict[str, int] = {}
+    for o in model.opset_import:
+        highest[o.domain] = max(o.version, highest.get(o.domain, 0))
+    opsets = sorted(highest.items())
+    del model.opset_import[:]
+    for domain, version in opsets:
+        o = model.opset_import.add()
+        o.domain = domain
+        o.version = version
+    del model.metadata_props[:]
+    for key, value in (
+        ("tickscore.feature_names", ",".join(names)),
+        ("tickscore.score", "P(bad): probabilities column 1"),
+        ("tickscore.model_kind", kind),
+    ):
+        p = model.metadata_props.add()
+        p.key = key
+        p.value = value
+    return model
+
+
+def convert_sklearn_model(est, width: int):
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    return convert_sklearn(
+        est,
+        initial_types=[("input", FloatTensorType([None, width]))],
+        options={id(est): {"zipmap": False}},
+        target_opset={"": CORE_OPSET, "ai.onnx.ml": ML_OPSET},
+    )
+
+
+def build_models(x_train, y_train, width):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    models = {}
+
+    logreg = Pipeline(
+        [("scale", StandardScaler()), ("lr", LogisticRegression(C=0.3, max_iter=5000))]
+    )
+    logreg.fit(x_train, y_train)
+    models["german_logreg"] = (convert_sklearn_model(logreg, width), "logistic regression")
+
+    mlp = Pipeline(
+        [
+            ("scale", StandardScaler()),
+            (
+                "mlp",
+                MLPClassifier(
+                    hidden_layer_sizes=(64, 32),
+                    # Strong L2: 700 training rows, 6k weights.
+                    alpha=10.0,
+                    max_iter=1000,
+                    random_state=SEED % 2**31,
+                ),
+            ),
+        ]
+    )
+    mlp.fit(x_train, y_train)
+    models["german_mlp"] = (convert_sklearn_model(mlp, width), "mlp 61-64-32-1")
+
+    import lightgbm as lgb
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    gbm = lgb.LGBMClassifier(
+        n_estimators=300,
+        learning_rate=0.03,
+        num_leaves=15,
+        min_child_samples=10,
+        subsample=0.8,
+        subsample_freq=1,
+        colsample_bytree=0.8,
+        random_state=SEED % 2**31,
+        deterministic=True,
+        force_row_wise=True,
+        n_jobs=1,
+        verbose=-1,
+    )
+    gbm.fit(x_train, y_train)
+    models["german_lightgbm"] = (
+        convert_lightgbm(
+            gbm,
+            initial_types=[("input", FloatTensorType([None, width]))],
+            zipmap=False,
+            target_opset=TREE_CORE_OPSET,
+        ),
+        "lightgbm 300 trees",
+    )
+
+    import xgboost as xgb
+    from onnxmltools import convert_xgboost
+
+    xg = xgb.XGBClassifier(
+        n_estimators=100,
+        max_depth=4,
+        learning_rate=0.1,
+        subsample=0.8,
+        colsample_bytree=0.8,
+        tree_method="exact",
+        random_state=SEED % 2**31,
+        n_jobs=1,
+    )
+    xg.fit(x_train, y_train)
+    models["german_xgboost"] = (
+        convert_xgboost(
+            xg,
+            initial_types=[("input", FloatTensorType([None, width]))],
+            target_opset=TREE_CORE_OPSET,
+        ),
+        "xgboost 100 trees depth 4",
+    )
+    return models
+
+
+def probability_of_bad(session, x: np.ndarray) -> np.ndarray:
+    outs = session.get_outputs()
+    prob = next(o.name for o in outs if "prob" in o.name)
+    result = session.run([prob], {session.get_inputs()[0].name: x})[0]
+    return np.asarray(result, dtype=np.float32)[:, 1]
+
+
+def write_csv(path: Path, header: list[str], rows) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def fmt(v) -> str:
+    # 9 significant digits round-trip every float32 exactly.
+    return format(float(v), ".9g")
+
+
+def main() -> None:
+    import onnx
+    import onnxruntime as ort
+    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.model_selection import train_test_split
+
+    x, y, names = load_dataset()
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=0.3, stratify=y, random_state=SEED % 2**31
+    )
+    data_dir = HERE / "data"
+    write_csv(data_dir / "german_test.csv", names, ([fmt(v) for v in row] for row in x_test))
+    write_csv(data_dir / "german_test_labels.csv", ["bad"], ([int(v)] for v in y_test))
+
+    metrics = {}
+    for name, (model, kind) in build_models(x_train, y_train, len(names)).items():
+        model = canonicalise(model, names, kind)
+        onnx.checker.check_model(model)
+        out_dir = HERE / name
+        out_dir.mkdir(exist_ok=True)
+        path = out_dir / "model.onnx"
+        path.write_bytes(model.SerializeToString(deterministic=True))
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        p = probability_of_bad(session, x_test)
+        write_csv(out_dir / "reference.csv", ["p_bad"], ([fmt(v)] for v in p))
+
+        scores = p.astype(np.float64)
+        fpr, tpr, _ = roc_curve(y_test, scores)
+        metrics[name] = {
+            "kind": kind,
+            "auc": float(roc_auc_score(y_test, scores)),
+            "ks": float(np.max(tpr - fpr)),
+            "rows": int(len(y_test)),
+        }
+        print(f"{name:16} {kind:28} AUC {metrics[name]['auc']:.4f}  KS {metrics[name]['ks']:.4f}")
+
+    (HERE / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    os.sync()
+
+
+if __name__ == "__main__":
+    main()
