@@ -108,7 +108,7 @@ def canonicalise(model, names: list[str], kind: str):
         o.version = version
     del model.metadata_props[:]
     for key, value in (
-        ("tickscore.feature_names", ",".join(names)),
+        ("tickscore.feature_names", "\n".join(names)),
         ("tickscore.score", "P(bad): probabilities column 1"),
         ("tickscore.model_kind", kind),
     ):

@@ -1,1 +1,41 @@
+//! # tickscore
+//!
+//! A low-latency embedded inference engine for financial scoring models.
+//!
+//! ```text
+//! model.onnx ──► import (tract-onnx: parse, type-check at batch 1, declutter)
+//!                  │
+//!                  ├─► lower ──► Plan (fused kernels, one arena) ──► Scorer::score (no alloc, no lock)
+//!                  └─► tract optimised plan (fallback tier, parity reference)
+//! ```
+//!
+//! * [`Model`]: a loaded, validated, immutable model shared by threads;
+//!   [`Model::tier`] says which engine runs it.
+//! * [`Scorer`]: a thread-owned context that scores rows inline into a
+//!   caller's buffer.
+//! * [`eval`]: evaluation metrics (AUC, KS) for the CLI and reports.
+//!
+//! ```no_run
+//! use tickscore::{LoadOptions, Model};
+//! let model = Model::load("models/german_logreg/model.onnx", &LoadOptions::default())?;
+//! let mut scorer = model.scorer()?;
+//! let row = vec![0f32; model.info().input_width];
+//! let mut p_bad = [0f32];
+//! scorer.score(&row, &mut p_bad)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod eval;
+pub mod input;
+pub mod model;
+pub mod scorer;
+pub mod telemetry;
+
+pub use error::{LoadError, NonFiniteKind, ScoreError};
+pub use model::{InputPolicy, LoadOptions, Model, ModelInfo, NonFinitePolicy, Tier, TierChoice};
+pub use scorer::Scorer;
