@@ -102,8 +102,8 @@ pub fn read_features_file(
     read_features(file, width, names)
 }
 
-/// Read CSV features: an optional header (a first line that is not all
-/// numbers), then rows of exactly `width` numbers.
+/// Read CSV features: an optional header (a first line with a field that is
+/// neither empty nor a number), then rows of exactly `width` numbers.
 pub fn read_features(
     reader: impl Read,
     width: usize,
@@ -141,7 +141,11 @@ pub fn read_features(
         }
         if first {
             first = false;
-            if record.iter().any(|f| parse(f).is_none()) {
+            // A header has a name in it; an empty field alone makes a bad row.
+            if record
+                .iter()
+                .any(|f| !f.trim().is_empty() && parse(f).is_none())
+            {
                 check_header(&record, names)?;
                 continue;
             }

@@ -58,12 +58,38 @@ fn dense_generic(x: &[f32], w: &[f32], y: &mut [f32]) {
         y[0] = dot(x, w);
         return;
     }
-    y.fill(0.0);
+    // Accumulate a block of outputs in registers across every input, then
+    // store it once: reloading and storing `y` per input would bind the loop
+    // on store-to-load forwarding.
+    let mut j0 = 0;
+    while j0 + 32 <= n {
+        dense_block::<32>(x, w, n, j0, y);
+        j0 += 32;
+    }
+    while j0 + 8 <= n {
+        dense_block::<8>(x, w, n, j0, y);
+        j0 += 8;
+    }
+    while j0 < n {
+        dense_block::<1>(x, w, n, j0, y);
+        j0 += 1;
+    }
+}
+
+/// Outputs `j0..j0 + B` of `x · W`.
+#[inline(always)]
+fn dense_block<const B: usize>(x: &[f32], w: &[f32], n: usize, j0: usize, y: &mut [f32]) {
+    let mut acc = [0f32; B];
     for (&xk, row) in x.iter().zip(w.chunks_exact(n)) {
-        for (yj, &wj) in y.iter_mut().zip(row) {
-            *yj += xk * wj;
+        let block: &[f32; B] = match row[j0..].first_chunk() {
+            Some(b) => b,
+            None => return, // unreachable: j0 + B <= n
+        };
+        for b in 0..B {
+            acc[b] += xk * block[b];
         }
     }
+    y[j0..j0 + B].copy_from_slice(&acc);
 }
 
 #[inline(always)]
@@ -129,19 +155,20 @@ impl BinOp {
             BinOp::Sub => a - b,
             BinOp::Mul => a * b,
             BinOp::Div => a / b,
-            // ORT and tract propagate NaN through Max/Min; f32::max would not.
+            // ORT and tract propagate NaN through Max/Min (f32::max would
+            // not); written as selects so loops over them vectorise.
             BinOp::Max => {
-                if a.is_nan() || b.is_nan() {
-                    f32::NAN
+                if a >= b || a.is_nan() {
+                    a
                 } else {
-                    a.max(b)
+                    b
                 }
             }
             BinOp::Min => {
-                if a.is_nan() || b.is_nan() {
-                    f32::NAN
+                if a <= b || a.is_nan() {
+                    a
                 } else {
-                    a.min(b)
+                    b
                 }
             }
         }
@@ -227,20 +254,46 @@ impl ElemOp {
     #[inline]
     pub fn apply(&self, y: &mut [f32]) {
         match self {
-            ElemOp::Unary(f) => y.iter_mut().for_each(|v| *v = f.apply(*v)),
-            ElemOp::WithConst { op, c, const_left } => match (c.len(), *const_left) {
-                (1, false) => y.iter_mut().for_each(|v| *v = op.apply(*v, c[0])),
-                (1, true) => y.iter_mut().for_each(|v| *v = op.apply(c[0], *v)),
-                (_, false) => y
-                    .iter_mut()
-                    .zip(c.iter())
-                    .for_each(|(v, &k)| *v = op.apply(*v, k)),
-                (_, true) => y
-                    .iter_mut()
-                    .zip(c.iter())
-                    .for_each(|(v, &k)| *v = op.apply(k, *v)),
+            // One monomorphised loop per function and per operator, so the
+            // dispatch is hoisted out of the element loop and it vectorises.
+            ElemOp::Unary(f) => match f {
+                UnaryOp::Sigmoid => unary(y, |x| UnaryOp::Sigmoid.apply(x)),
+                UnaryOp::Tanh => unary(y, |x| UnaryOp::Tanh.apply(x)),
+                UnaryOp::Exp => unary(y, |x| UnaryOp::Exp.apply(x)),
+                UnaryOp::Ln => unary(y, |x| UnaryOp::Ln.apply(x)),
+                UnaryOp::Abs => unary(y, |x| UnaryOp::Abs.apply(x)),
+                UnaryOp::Neg => unary(y, |x| UnaryOp::Neg.apply(x)),
+                UnaryOp::Recip => unary(y, |x| UnaryOp::Recip.apply(x)),
+                UnaryOp::Sqrt => unary(y, |x| UnaryOp::Sqrt.apply(x)),
+                UnaryOp::Square => unary(y, |x| UnaryOp::Square.apply(x)),
             },
+            ElemOp::WithConst { op, c, const_left } => {
+                let left = *const_left;
+                match op {
+                    BinOp::Add => with_const(y, c, left, |a, b| BinOp::Add.apply(a, b)),
+                    BinOp::Sub => with_const(y, c, left, |a, b| BinOp::Sub.apply(a, b)),
+                    BinOp::Mul => with_const(y, c, left, |a, b| BinOp::Mul.apply(a, b)),
+                    BinOp::Div => with_const(y, c, left, |a, b| BinOp::Div.apply(a, b)),
+                    BinOp::Max => with_const(y, c, left, |a, b| BinOp::Max.apply(a, b)),
+                    BinOp::Min => with_const(y, c, left, |a, b| BinOp::Min.apply(a, b)),
+                }
+            }
         }
+    }
+}
+
+#[inline(always)]
+fn unary(y: &mut [f32], f: impl Fn(f32) -> f32) {
+    y.iter_mut().for_each(|v| *v = f(*v));
+}
+
+#[inline(always)]
+fn with_const(y: &mut [f32], c: &[f32], const_left: bool, f: impl Fn(f32, f32) -> f32) {
+    match (c, const_left) {
+        ([k], false) => y.iter_mut().for_each(|v| *v = f(*v, *k)),
+        ([k], true) => y.iter_mut().for_each(|v| *v = f(*k, *v)),
+        (_, false) => y.iter_mut().zip(c).for_each(|(v, &k)| *v = f(*v, k)),
+        (_, true) => y.iter_mut().zip(c).for_each(|(v, &k)| *v = f(k, *v)),
     }
 }
 

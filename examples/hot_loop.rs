@@ -1,0 +1,29 @@
+//! Scores one bundled model in a tight loop, for profilers
+//! (`perf record ./target/release/examples/hot_loop german_mlp 2000000`).
+use tickscore::{input::read_features_file, LoadOptions, Model};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let name = args.next().unwrap_or_else(|| "german_mlp".into());
+    let calls: usize = args.next().map_or(Ok(1_000_000), |s| s.parse())?;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let model = Model::load(dir.join(&name).join("model.onnx"), &LoadOptions::default())?;
+    let rows = read_features_file(
+        &dir.join("data/german_test.csv"),
+        model.info().input_width,
+        None,
+    )?;
+    let mut scorer = model.scorer()?;
+    let mut out = vec![0f32; model.info().score_width];
+    let mut sum = 0.0;
+    let t = std::time::Instant::now();
+    for i in 0..calls {
+        scorer.score(rows.row(i % rows.rows()), &mut out)?;
+        sum += out[0];
+    }
+    println!(
+        "{name}: {:.1} ns/call (checksum {sum})",
+        t.elapsed().as_nanos() as f64 / calls as f64
+    );
+    Ok(())
+}
