@@ -64,8 +64,13 @@ fn every_bundled_model_matches_onnxruntime_on_every_tier() {
 }
 
 #[test]
-fn linear_and_mlp_models_run_on_the_lowered_tier() {
-    for name in ["german_logreg", "german_mlp"] {
+fn every_bundled_model_runs_on_the_lowered_tier() {
+    for name in [
+        "german_logreg",
+        "german_mlp",
+        "german_lightgbm",
+        "german_xgboost",
+    ] {
         let model = load(name, TierChoice::Auto);
         assert!(
             matches!(model.tier(), Tier::Lowered { .. }),

@@ -243,7 +243,7 @@ fn run(models: Option<PathBuf>, seconds: f64) -> CliResult {
         }
     }
     println!(
-        "latency: per inline call, measured around Scorer::score (includes ~25 ns of clock reads)"
+        "latency: per inline call, measured around Scorer::score (includes ~50 ns for the two clock reads on this VM)"
     );
     if failures.is_empty() {
         Ok(())

@@ -26,6 +26,7 @@ use tract_onnx::tract_hir::tract_core::ops::source::TypedSource;
 
 use super::kernels::{BinOp, ElemOp, UnaryOp};
 use super::plan::{Plan, Span, Step};
+use super::trees::TreeEnsembleOp;
 
 /// A value flowing along an edge of the graph.
 #[derive(Clone)]
@@ -246,6 +247,29 @@ impl Lowering<'_> {
             self.slice(node, slice)?;
         } else if let Some(concat) = op.downcast_ref::<TypedConcat>() {
             self.concat(node, concat)?;
+        } else if let Some(trees) = op.downcast_ref::<TreeEnsembleOp>() {
+            if trees.labels {
+                return Err("tree ensemble labels (only scores are lowered)".into());
+            }
+            let x = self.input(node, 0)?;
+            let x = self.span_of(x);
+            let shape = self.output_shape(node)?;
+            let y = self.alloc(trees.ensemble.output_width());
+            let scratch = self.alloc(trees.ensemble.scratch_len());
+            self.steps.push(Step::Trees {
+                x,
+                y,
+                scratch,
+                ensemble: trees.ensemble.clone(),
+            });
+            self.set(
+                node,
+                Value::Tensor {
+                    span: y,
+                    shape,
+                    open_step: None,
+                },
+            );
         } else if let Some(sm) = op.downcast_ref::<Softmax>() {
             let x = self.input(node, 0)?;
             let shape = self.output_shape(node)?;

@@ -9,6 +9,7 @@ pub mod kernels;
 pub mod lower;
 pub mod onnx_ml;
 pub mod plan;
+pub mod trees;
 
 use std::fmt;
 use std::path::Path;

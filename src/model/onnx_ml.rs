@@ -13,6 +13,7 @@ use tract_onnx::tract_hir::tract_core::ops::math;
 pub fn onnx_framework() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     onnx.op_register.insert("Scaler", scaler);
+    super::trees::register(&mut onnx);
     onnx
 }
 

@@ -9,7 +9,10 @@
 //! spans it reads, so a step borrows the arena as `(read, write)` halves
 //! with `split_at_mut`: no aliasing, no `unsafe`.
 
+use std::sync::Arc;
+
 use super::kernels::{self, BinOp, ElemOp, Isa};
+use super::trees::TreeEnsemble;
 
 /// A contiguous range of the arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +78,18 @@ pub enum Step {
         /// Output (the parts' lengths add up to it).
         y: Span,
     },
+    /// A tree ensemble: `y` gets its scores; `scratch` (directly after `y`)
+    /// holds its accumulators.
+    Trees {
+        /// Input row (at least the features the ensemble reads).
+        x: Span,
+        /// Scores.
+        y: Span,
+        /// Accumulators.
+        scratch: Span,
+        /// The ensemble, shared with tract's tier.
+        ensemble: Arc<TreeEnsemble>,
+    },
     /// Fill `y` with constants (a graph constant read as a tensor).
     Fill {
         /// Output.
@@ -92,13 +107,17 @@ impl Step {
             | Step::Binary { y, .. }
             | Step::Softmax { y, .. }
             | Step::Concat { y, .. }
+            | Step::Trees { y, .. }
             | Step::Fill { y, .. } => *y,
         }
     }
 
     fn inputs(&self) -> Vec<Span> {
         match self {
-            Step::Dense { x, .. } | Step::Map { x, .. } | Step::Softmax { x, .. } => vec![*x],
+            Step::Dense { x, .. }
+            | Step::Map { x, .. }
+            | Step::Softmax { x, .. }
+            | Step::Trees { x, .. } => vec![*x],
             Step::Binary { a, b, .. } => vec![*a, *b],
             Step::Concat { parts, .. } => parts.clone(),
             Step::Fill { .. } => vec![],
@@ -163,6 +182,18 @@ impl Plan {
                 Step::Softmax { x, .. } => x.len == y.len,
                 Step::Concat { parts, .. } => parts.iter().map(|p| p.len).sum::<usize>() == y.len,
                 Step::Fill { values, .. } => values.len() == y.len,
+                Step::Trees {
+                    x,
+                    scratch,
+                    ensemble,
+                    ..
+                } => {
+                    x.len >= ensemble.min_input_width()
+                        && y.len == ensemble.output_width()
+                        && scratch.start == y.end()
+                        && scratch.len == ensemble.scratch_len()
+                        && scratch.end() <= arena_len
+                }
             };
             if !ok {
                 return bad(format!("step {i}: inconsistent lengths in {step:?}"));
@@ -225,6 +256,15 @@ impl Plan {
                     debug_assert_eq!(at_y, y.len);
                 }
                 Step::Fill { y, values } => write[..y.len].copy_from_slice(values),
+                Step::Trees {
+                    x,
+                    y,
+                    scratch,
+                    ensemble,
+                } => {
+                    let (y, rest) = write.split_at_mut(y.len);
+                    ensemble.eval_row(at(*x), &mut rest[..scratch.len], y);
+                }
             }
         }
         out.copy_from_slice(&arena[self.output.start..self.output.end()]);
