@@ -119,6 +119,10 @@ pub enum LoadError {
     /// output (a probability tensor, or a single regression/logit column).
     #[error("no usable score output: {0}")]
     NoScoreOutput(String),
+    /// A tree ensemble node is malformed (unknown mode, dangling or cyclic
+    /// node ids, mismatched attribute lengths, out-of-range feature or class).
+    #[error("invalid tree ensemble: {0}")]
+    InvalidTreeEnsemble(String),
     /// tract rejected the graph (type or shape analysis, optimisation).
     #[error("model rejected by the importer: {0}")]
     Import(String),

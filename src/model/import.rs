@@ -15,6 +15,7 @@ use tract_onnx::tract_hir::internal::DimLike;
 use tract_onnx::tract_hir::tract_core::ops::array::Slice;
 
 use super::onnx_ml::onnx_framework;
+use super::trees::TreeError;
 use crate::error::LoadError;
 
 /// ONNX `TensorProto.DataType.FLOAT`.
@@ -87,10 +88,11 @@ fn import_unguarded(bytes: &[u8], expect_width: Option<usize>) -> Result<Importe
     check_operators(graph, &score_output, &onnx)?;
     let feature_names = feature_names(&proto, input_width)?;
 
-    let mut model = onnx
-        .model_for_proto_model(&proto)
-        .map_err(|e| LoadError::Import(format!("{e:#}")))?;
-    let tract_err = |e: TractError| LoadError::Import(format!("{e:#}"));
+    let tract_err = |e: TractError| match e.chain().find_map(|c| c.downcast_ref::<TreeError>()) {
+        Some(tree) => LoadError::InvalidTreeEnsemble(tree.0.clone()),
+        None => LoadError::Import(format!("{e:#}")),
+    };
+    let mut model = onnx.model_for_proto_model(&proto).map_err(tract_err)?;
     model
         .select_outputs_by_name([score_output.as_str()])
         .map_err(tract_err)?;

@@ -121,8 +121,14 @@ pub struct TreeEnsemble {
     kind: Kind,
 }
 
+/// Why a tree ensemble was refused; travels inside tract's error chain and
+/// becomes [`LoadError::InvalidTreeEnsemble`](crate::LoadError::InvalidTreeEnsemble).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TreeError(pub String);
+
 fn err<T>(msg: String) -> TractResult<T> {
-    Err(format_err!(msg))
+    Err(TreeError(msg).into())
 }
 
 fn parse(node: &NodeProto, classifier: bool) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
