@@ -2,6 +2,9 @@
 //! (`perf record ./target/release/examples/hot_loop german_mlp 2000000`).
 use tickscore::{input::read_features_file, LoadOptions, Model};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let name = args.next().unwrap_or_else(|| "german_mlp".into());

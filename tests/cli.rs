@@ -1,0 +1,104 @@
+//! The `tickscore` binary end to end: `score` reproduces onnxruntime's
+//! scores from the bundled CSV, and bad input stops it with an error that
+//! names the line and column.
+
+mod common;
+
+use std::process::Command;
+
+fn tickscore(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tickscore"))
+        .args(args)
+        .output()
+        .expect("runs the tickscore binary")
+}
+
+fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tickscore-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn score_writes_one_full_precision_score_per_row() {
+    for name in ["german_logreg", "german_xgboost"] {
+        let model = common::model_path(name);
+        let input = common::models_dir().join("data/german_test.csv");
+        let out = tickscore(&[
+            "score",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("score"));
+        let scores: Vec<f32> = lines.map(|l| l.parse().expect("a number")).collect();
+        let reference = common::reference(name);
+        assert_eq!(scores.len(), reference.len());
+        for (i, (s, r)) in scores.iter().zip(&reference).enumerate() {
+            assert!((s - r).abs() <= 1e-5, "{name} row {i}: {s} vs {r}");
+        }
+    }
+}
+
+#[test]
+fn bad_rows_name_line_and_column_and_fail_the_run() {
+    let model = common::model_path("german_logreg");
+    let header =
+        std::fs::read_to_string(common::models_dir().join("data/german_test.csv")).unwrap();
+    let mut lines = header.lines();
+    let (head, row) = (lines.next().unwrap(), lines.next().unwrap());
+
+    let mut fields: Vec<&str> = row.split(',').collect();
+    fields[4] = "12x";
+    let bad_number = temp_file(
+        "bad_number.csv",
+        &format!("{head}\n{row}\n{}\n", fields.join(",")),
+    );
+    fields[4] = "NaN";
+    let nan = temp_file("nan.csv", &format!("{head}\n{}\n", fields.join(",")));
+    let short = temp_file("short.csv", &format!("{head}\n{row}\n1,2,3\n"));
+
+    for (path, expect) in [
+        (
+            &bad_number,
+            "line 3, column 5 (duration_in_month): not a number",
+        ),
+        (&nan, "line 2, column 5 (duration_in_month): NaN rejected"),
+        (&short, "line 3: 3 fields, the model takes 61 features"),
+    ] {
+        let out = tickscore(&[
+            "score",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            path.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{}: accepted", path.display());
+        assert!(stderr.contains(expect), "{}: {stderr}", path.display());
+        assert!(out.stdout.is_empty(), "no partial output");
+    }
+}
+
+#[test]
+fn missing_model_fails_with_a_message() {
+    let out = tickscore(&[
+        "score",
+        "--model",
+        "/nonexistent.onnx",
+        "--input",
+        "/nonexistent.csv",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read model file"));
+}
