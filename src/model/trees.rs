@@ -36,15 +36,24 @@ const GT: u32 = 3;
 const EQ: u32 = 4;
 const NEQ: u32 = 5;
 const LEAF: u32 = 6;
+/// Marker for "read the mode from each node".
+const ANY_MODE: u32 = 7;
+/// Trees walked in lockstep.
+const LANES: usize = 8;
 
 const FEATURE_BITS: u32 = 27;
 const FEATURE_MASK: u32 = (1 << FEATURE_BITS) - 1;
 const MISSING_TRUE: u32 = 1 << 31;
+/// A node waiting to be placed: (ONNX node id, (parent index, is the true
+/// child) to patch, depth).
+type Pending = (i64, Option<(usize, bool)>, u32);
+
 /// Most nodes an ensemble may have (indices are u32).
 const MAX_NODES: usize = 1 << 26;
 
-/// One node: 16 bytes. For a leaf, `next_true`/`next_false` are the start
-/// and count of its weights in the ensemble's leaf arrays.
+/// One node: 16 bytes. A leaf points at itself on both sides (and reads
+/// feature 0), so a walk may take more steps than a path is long without
+/// leaving it: that lets trees be walked in lockstep, branch-free.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Node {
     threshold: f32,
@@ -111,6 +120,12 @@ pub struct TreeEnsemble {
     roots: Box<[u32]>,
     leaf_target: Box<[u32]>,
     leaf_weight: Box<[f32]>,
+    /// Per node: (start, count) of its weights in `leaf_*` (leaves only).
+    leaf_span: Box<[(u32, u32)]>,
+    /// Per group of `LANES` trees: the longest root-to-leaf path.
+    group_depth: Box<[u32]>,
+    /// The comparison every branch uses, when they all use the same one.
+    uniform_mode: Option<u32>,
     /// 1 + the largest feature index any node reads.
     n_features: usize,
     /// Classes (classifier) or targets (regressor).
@@ -323,6 +338,9 @@ impl TreeEnsemble {
             roots: Box::new([]),
             leaf_target: Box::new([]),
             leaf_weight: Box::new([]),
+            leaf_span: Box::new([]),
+            group_depth: Box::new([]),
+            uniform_mode: None,
             n_features: 0,
             n_outputs,
             base_values: base_values.into(),
@@ -332,6 +350,9 @@ impl TreeEnsemble {
         };
         let mut nodes: Vec<Node> = Vec::with_capacity(n);
         let mut roots = Vec::with_capacity(trees.len());
+        let mut depths: Vec<u32> = Vec::with_capacity(trees.len());
+        let mut leaf_span: Vec<(u32, u32)> = Vec::with_capacity(n);
+        let mut modes_seen: Vec<u32> = Vec::new();
         let (mut leaf_target, mut leaf_weight) = (Vec::new(), Vec::new());
         let mut used_weights = 0usize;
         for (&tree, by_id) in &trees {
@@ -356,9 +377,10 @@ impl TreeEnsemble {
             roots.push(nodes.len() as u32);
             // Iterative pre-order walk; `patch` remembers where to write a
             // child's new index once it is placed.
-            let mut stack: Vec<(i64, Option<(usize, bool)>)> = vec![(root_id, None)];
+            let mut stack: Vec<Pending> = vec![(root_id, None, 0)];
             let mut placed = 0usize;
-            while let Some((id, patch)) = stack.pop() {
+            let mut tree_depth = 0u32;
+            while let Some((id, patch, depth)) = stack.pop() {
                 let Some(&i) = by_id.get(&id) else {
                     return err(format!(
                         "tree {tree}: node {id} is referenced but does not exist"
@@ -397,12 +419,14 @@ impl TreeEnsemble {
                         leaf_target.push(t);
                         leaf_weight.push(v);
                     }
+                    tree_depth = tree_depth.max(depth);
                     nodes.push(Node {
                         threshold: 0.0,
                         packed: LEAF << FEATURE_BITS,
-                        next_true: start,
-                        next_false: w.len() as u32,
+                        next_true: new_ix,
+                        next_false: new_ix,
                     });
+                    leaf_span.push((start, w.len() as u32));
                 } else {
                     let f = feature_ids[i];
                     if !(0..=i64::from(FEATURE_MASK)).contains(&f) {
@@ -411,6 +435,10 @@ impl TreeEnsemble {
                         ));
                     }
                     out.n_features = out.n_features.max(f as usize + 1);
+                    if !modes_seen.contains(&mode) {
+                        modes_seen.push(mode);
+                    }
+                    leaf_span.push((0, 0));
                     nodes.push(Node {
                         threshold: values[i],
                         packed: f as u32
@@ -422,10 +450,11 @@ impl TreeEnsemble {
                     });
                     let me = new_ix as usize;
                     // Pushed last, popped first: the true child follows its parent.
-                    stack.push((false_ids[i], Some((me, false))));
-                    stack.push((true_ids[i], Some((me, true))));
+                    stack.push((false_ids[i], Some((me, false)), depth + 1));
+                    stack.push((true_ids[i], Some((me, true)), depth + 1));
                 }
             }
+            depths.push(tree_depth);
         }
         if used_weights != m {
             return err(format!(
@@ -434,15 +463,28 @@ impl TreeEnsemble {
             ));
         }
         // Every branch's children were placed after it (pre-order) and inside
-        // the array: re-check, since the walk relies on it.
+        // the array, and every leaf points at itself: re-check, since the walk
+        // relies on it.
         for (i, node) in nodes.iter().enumerate() {
-            if node.mode() != LEAF {
-                let ok = |c: u32| (c as usize) > i && (c as usize) < nodes.len();
-                if !ok(node.next_true) || !ok(node.next_false) {
-                    return err(format!("internal layout error at node {i}"));
-                }
+            let ok = if node.mode() == LEAF {
+                node.next_true as usize == i && node.next_false as usize == i
+            } else {
+                let after = |c: u32| (c as usize) > i && (c as usize) < nodes.len();
+                after(node.next_true) && after(node.next_false)
+            };
+            if !ok {
+                return err(format!("internal layout error at node {i}"));
             }
         }
+        out.group_depth = depths
+            .chunks(LANES)
+            .map(|g| g.iter().copied().max().unwrap_or(0))
+            .collect();
+        out.uniform_mode = match modes_seen.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        };
+        out.leaf_span = leaf_span.into();
         out.nodes = nodes.into();
         out.roots = roots.into();
         out.leaf_target = leaf_target.into();
@@ -470,30 +512,48 @@ impl TreeEnsemble {
         self.roots.len()
     }
 
-    /// Index of the leaf `row` reaches from `root`.
+    /// One step of a walk: the child `row` goes to (a leaf stays put).
+    /// `MODE` is the comparison all branches share, or `ANY_MODE`.
     #[inline(always)]
-    fn leaf(&self, root: u32, row: &[f32]) -> usize {
-        let mut i = root as usize;
-        loop {
-            let n = &self.nodes[i];
-            let mode = n.mode();
-            if mode == LEAF {
-                return i;
+    fn step<const MODE: u32>(&self, i: u32, row: &[f32]) -> u32 {
+        let n = &self.nodes[i as usize];
+        let x = row[n.feature()];
+        let t = n.threshold;
+        let mode = if MODE == ANY_MODE { n.mode() } else { MODE };
+        let cmp = match mode {
+            LEQ => x <= t,
+            LT => x < t,
+            GTE => x >= t,
+            GT => x > t,
+            EQ => x == t,
+            _ => x != t,
+        };
+        // onnxruntime: a NaN goes to the true branch iff missing-tracks-true
+        // (or if the comparison itself holds, as `NaN != t` does).
+        let go_true = cmp | ((n.packed & MISSING_TRUE != 0) & x.is_nan());
+        if go_true {
+            n.next_true
+        } else {
+            n.next_false
+        }
+    }
+
+    /// The leaf each tree reaches, `LANES` trees at a time in lockstep: the
+    /// walks are independent, so their loads overlap and no branch depends
+    /// on the data. Calls `visit(leaf)` in tree order.
+    #[inline(always)]
+    fn walk<const MODE: u32>(&self, row: &[f32], mut visit: impl FnMut(usize)) {
+        for (roots, &depth) in self.roots.chunks(LANES).zip(self.group_depth.iter()) {
+            let mut idx = [roots[0]; LANES];
+            idx[..roots.len()].copy_from_slice(roots);
+            for _ in 0..depth {
+                for i in idx.iter_mut() {
+                    *i = self.step::<MODE>(*i, row);
+                }
             }
-            let x = row[n.feature()];
-            let t = n.threshold;
-            let cmp = match mode {
-                LEQ => x <= t,
-                LT => x < t,
-                GTE => x >= t,
-                GT => x > t,
-                EQ => x == t,
-                _ => x != t,
-            };
-            // onnxruntime: a NaN goes to the true branch iff missing-tracks-true
-            // (or if the comparison itself holds, as `NaN != t` does).
-            let go_true = cmp || (n.packed & MISSING_TRUE != 0 && x.is_nan());
-            i = if go_true { n.next_true } else { n.next_false } as usize;
+            for &leaf in &idx[..roots.len()] {
+                visit(leaf as usize);
+            }
         }
     }
 
@@ -506,9 +566,9 @@ impl TreeEnsemble {
         let (scores, has) = scratch.split_at_mut(k);
         scores.fill(0.0);
         has.fill(0.0);
-        for &root in self.roots.iter() {
-            let leaf = &self.nodes[self.leaf(root, row)];
-            let (start, count) = (leaf.next_true as usize, leaf.next_false as usize);
+        let mut visit = |leaf: usize| {
+            let (start, count) = self.leaf_span[leaf];
+            let (start, count) = (start as usize, count as usize);
             let targets = &self.leaf_target[start..start + count];
             let weights = &self.leaf_weight[start..start + count];
             for (&t, &w) in targets.iter().zip(weights) {
@@ -528,6 +588,13 @@ impl TreeEnsemble {
                 }
                 has[t] = 1.0;
             }
+        };
+        match self.uniform_mode {
+            Some(LEQ) => self.walk::<LEQ>(row, &mut visit),
+            Some(LT) => self.walk::<LT>(row, &mut visit),
+            Some(GTE) => self.walk::<GTE>(row, &mut visit),
+            Some(GT) => self.walk::<GT>(row, &mut visit),
+            _ => self.walk::<ANY_MODE>(row, &mut visit),
         }
         if self.aggregate == Aggregate::Average {
             let trees = self.roots.len() as f32;
