@@ -153,6 +153,18 @@ impl Lowering<'_> {
         self.values.insert(OutletId::new(node.id, 0), v);
     }
 
+    /// The node's output is the tensor at `span`, closed to fusion.
+    fn bind(&mut self, node: &TypedNode, span: Span, shape: Vec<usize>) {
+        self.set(
+            node,
+            Value::Tensor {
+                span,
+                shape,
+                open_step: None,
+            },
+        );
+    }
+
     /// Append an element-wise op after `x`, fusing into x's producer when possible.
     fn elementwise(&mut self, node: &TypedNode, x: Value, op: ElemOp) -> Result<(), String> {
         let shape = self.output_shape(node)?;
@@ -204,14 +216,7 @@ impl Lowering<'_> {
         if op.downcast_ref::<TypedSource>().is_some() {
             let shape = self.output_shape(node)?;
             let span = self.alloc(shape.iter().product());
-            self.set(
-                node,
-                Value::Tensor {
-                    span,
-                    shape,
-                    open_step: None,
-                },
-            );
+            self.bind(node, span, shape);
         } else if let Some(c) = op.downcast_ref::<Const>() {
             let t = c.val();
             let shape = t.shape().to_vec();
@@ -262,14 +267,7 @@ impl Lowering<'_> {
                 scratch,
                 ensemble: trees.ensemble.clone(),
             });
-            self.set(
-                node,
-                Value::Tensor {
-                    span: y,
-                    shape,
-                    open_step: None,
-                },
-            );
+            self.bind(node, y, shape);
         } else if let Some(sm) = op.downcast_ref::<Softmax>() {
             let x = self.input(node, 0)?;
             let shape = self.output_shape(node)?;
@@ -281,14 +279,7 @@ impl Lowering<'_> {
             let x = self.span_of(x);
             let y = self.alloc(x.len);
             self.steps.push(Step::Softmax { x, y });
-            self.set(
-                node,
-                Value::Tensor {
-                    span: y,
-                    shape,
-                    open_step: None,
-                },
-            );
+            self.bind(node, y, shape);
         } else {
             return Err("no lowered kernel for this operator".into());
         }
@@ -352,14 +343,7 @@ impl Lowering<'_> {
                 let (a, b) = (self.span_of(a), self.span_of(b));
                 let y = self.alloc(n);
                 self.steps.push(Step::Binary { op, a, b, y });
-                self.set(
-                    node,
-                    Value::Tensor {
-                        span: y,
-                        shape,
-                        open_step: None,
-                    },
-                );
+                self.bind(node, y, shape);
                 Ok(())
             }
         }
@@ -485,14 +469,7 @@ impl Lowering<'_> {
         }
         let y = self.alloc(shape.iter().product());
         self.steps.push(Step::Concat { parts, y });
-        self.set(
-            node,
-            Value::Tensor {
-                span: y,
-                shape,
-                open_step: None,
-            },
-        );
+        self.bind(node, y, shape);
         Ok(())
     }
 }

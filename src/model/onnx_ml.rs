@@ -17,6 +17,19 @@ pub fn onnx_framework() -> tract_onnx::Onnx {
     onnx
 }
 
+/// `x` itself if it is f32, else a cast of it to f32.
+pub(crate) fn wire_as_f32(
+    prefix: &str,
+    model: &mut TypedModel,
+    x: OutletId,
+) -> TractResult<OutletId> {
+    if model.outlet_fact(x)?.datum_type == f32::datum_type() {
+        return Ok(x);
+    }
+    let cast = tract_onnx::tract_hir::tract_core::ops::cast::cast(f32::datum_type());
+    Ok(model.wire_node(format!("{prefix}.to_f32"), cast, &[x])?[0])
+}
+
 /// ONNX-ML `Scaler`: `y = (x - offset) * scale`, per feature (or one value for all).
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
 struct Scaler {
@@ -83,14 +96,7 @@ impl Expansion for Scaler {
                 "Scaler: {what} has {len} values for {width:?} features"
             );
         }
-        let mut x = inputs[0];
-        if fact.datum_type != f32::datum_type() {
-            x = model.wire_node(
-                format!("{prefix}.to_f32"),
-                tract_onnx::tract_hir::tract_core::ops::cast::cast(f32::datum_type()),
-                &[x],
-            )?[0];
-        }
+        let x = wire_as_f32(prefix, model, inputs[0])?;
         let offset = model.add_const(format!("{prefix}.offset"), self.offset.clone())?;
         let scale = model.add_const(format!("{prefix}.scale"), self.scale.clone())?;
         let centred = model.wire_node(format!("{prefix}.sub"), math::sub(), &[x, offset])?[0];

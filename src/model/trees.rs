@@ -821,8 +821,7 @@ impl Expansion for TreeEnsembleExpansion {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
-        let mut x = inputs[0];
-        let fact = model.outlet_fact(x)?.clone();
+        let fact = model.outlet_fact(inputs[0])?.clone();
         let width = fact.shape.last().and_then(|d| d.to_usize().ok());
         match width {
             Some(w) if w >= self.ensemble.min_input_width() => {}
@@ -831,13 +830,7 @@ impl Expansion for TreeEnsembleExpansion {
                 self.ensemble.min_input_width().saturating_sub(1)
             ),
         }
-        if fact.datum_type != f32::datum_type() {
-            x = model.wire_node(
-                format!("{prefix}.to_f32"),
-                tract_onnx::tract_hir::tract_core::ops::cast::cast(f32::datum_type()),
-                &[x],
-            )?[0];
-        }
+        let x = super::onnx_ml::wire_as_f32(prefix, model, inputs[0])?;
         let op = |labels| TreeEnsembleOp {
             ensemble: self.ensemble.clone(),
             labels,
