@@ -13,9 +13,24 @@ use tract_onnx::prelude::*;
 use crate::error::{LoadError, NonFiniteKind, ScoreError};
 use crate::model::{Model, NonFinitePolicy};
 
+/// Rows a tree-ensemble batch is scored in at a time (bounds the scratch).
+const TREE_BATCH: usize = 64;
+
+/// Accumulators and outputs for `TREE_BATCH` rows of a tree ensemble.
+struct TreeBatch {
+    scratch: Box<[f32]>,
+    outputs: Box<[f32]>,
+}
+
 enum Engine {
-    Lowered { arena: Box<[f32]> },
-    Tract { state: TypedSimpleState },
+    Lowered {
+        arena: Box<[f32]>,
+        /// For tree-ensemble plans, so batches need no allocation either.
+        tree_batch: Option<TreeBatch>,
+    },
+    Tract {
+        state: TypedSimpleState,
+    },
 }
 
 /// A thread-owned scoring context for one [`Model`].
@@ -37,6 +52,14 @@ impl Scorer {
         let engine = match &model.inner.plan {
             Some(plan) => Engine::Lowered {
                 arena: vec![0f32; plan.arena_len()].into_boxed_slice(),
+                tree_batch: plan.as_tree_ensemble().map(|(trees, _)| {
+                    let scratch = vec![0f32; TREE_BATCH * trees.scratch_len()];
+                    let outputs = vec![0f32; TREE_BATCH * trees.output_width()];
+                    TreeBatch {
+                        scratch: scratch.into_boxed_slice(),
+                        outputs: outputs.into_boxed_slice(),
+                    }
+                }),
             },
             None => Engine::Tract {
                 state: TypedSimpleState::new(&model.inner.tract_plan).map_err(|e| {
@@ -100,6 +123,30 @@ impl Scorer {
         for (i, row) in rows.chunks_exact(w).enumerate() {
             self.validate(row, i)?;
         }
+        if let (
+            Engine::Lowered {
+                tree_batch: Some(TreeBatch { scratch, outputs }),
+                ..
+            },
+            Some(plan),
+        ) = (&mut self.engine, &self.model.inner.plan)
+        {
+            if let Some((trees, offset)) = plan.as_tree_ensemble() {
+                let k = trees.output_width();
+                for (chunk, o) in rows
+                    .chunks(TREE_BATCH * w)
+                    .zip(out.chunks_mut(TREE_BATCH * s))
+                {
+                    let n = chunk.len() / w;
+                    let tree_out = &mut outputs[..n * k];
+                    trees.eval_rows(chunk, w, &mut scratch[..n * trees.scratch_len()], tree_out);
+                    for (dst, src) in o.chunks_exact_mut(s).zip(tree_out.chunks_exact(k)) {
+                        dst.copy_from_slice(&src[offset..offset + s]);
+                    }
+                }
+                return Ok(());
+            }
+        }
         for (row, o) in rows.chunks_exact(w).zip(out.chunks_exact_mut(s)) {
             self.run_row(row, o)?;
         }
@@ -144,7 +191,7 @@ impl Scorer {
     #[inline]
     fn run_row(&mut self, row: &[f32], out: &mut [f32]) -> Result<(), ScoreError> {
         match &mut self.engine {
-            Engine::Lowered { arena } => {
+            Engine::Lowered { arena, .. } => {
                 if let Some(plan) = &self.model.inner.plan {
                     plan.run(arena, row, out);
                     Ok(())

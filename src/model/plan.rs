@@ -208,6 +208,23 @@ impl Plan {
         })
     }
 
+    /// When the plan is one tree ensemble reading the input row directly:
+    /// the ensemble, and where the plan's output sits within its outputs.
+    /// Batches of such plans are scored trees-outer
+    /// ([`TreeEnsemble::eval_rows`]) rather than row by row.
+    pub fn as_tree_ensemble(&self) -> Option<(&TreeEnsemble, usize)> {
+        match self.steps.as_slice() {
+            [Step::Trees { x, y, ensemble, .. }]
+                if *x == self.input
+                    && self.output.start >= y.start
+                    && self.output.end() <= y.end() =>
+            {
+                Some((ensemble, self.output.start - y.start))
+            }
+            _ => None,
+        }
+    }
+
     /// Floats a scorer's arena must hold.
     pub fn arena_len(&self) -> usize {
         self.arena_len

@@ -538,40 +538,27 @@ impl TreeEnsemble {
         }
     }
 
-    /// The leaf each tree reaches, `LANES` trees at a time in lockstep: the
+    /// The leaves of group `g`'s trees (`LANES` at a time, in lockstep: the
     /// walks are independent, so their loads overlap and no branch depends
-    /// on the data. Calls `visit(leaf)` in tree order.
+    /// on the data), added to `acc` in tree order.
     #[inline(always)]
-    fn walk<const MODE: u32>(&self, row: &[f32], mut visit: impl FnMut(usize)) {
-        for (roots, &depth) in self.roots.chunks(LANES).zip(self.group_depth.iter()) {
-            let mut idx = [roots[0]; LANES];
-            idx[..roots.len()].copy_from_slice(roots);
-            for _ in 0..depth {
-                for i in idx.iter_mut() {
-                    *i = self.step::<MODE>(*i, row);
-                }
-            }
-            for &leaf in &idx[..roots.len()] {
-                visit(leaf as usize);
+    fn add_group<const MODE: u32>(&self, g: usize, row: &[f32], acc: &mut [f32]) {
+        let roots = &self.roots[g * LANES..((g + 1) * LANES).min(self.roots.len())];
+        let mut idx = [roots[0]; LANES];
+        idx[..roots.len()].copy_from_slice(roots);
+        for _ in 0..self.group_depth[g] {
+            for i in idx.iter_mut() {
+                *i = self.step::<MODE>(*i, row);
             }
         }
-    }
-
-    /// Score one row (`row.len() >= min_input_width()`) into `out`
-    /// (`output_width()` values), using `scratch` (`scratch_len()` floats).
-    /// Returns the predicted class index for classifiers (0 for regressors).
-    #[inline]
-    pub fn eval_row(&self, row: &[f32], scratch: &mut [f32], out: &mut [f32]) -> usize {
-        let k = self.n_outputs;
-        let (scores, has) = scratch.split_at_mut(k);
-        scores.fill(0.0);
-        has.fill(0.0);
-        let mut visit = |leaf: usize| {
-            let (start, count) = self.leaf_span[leaf];
-            let (start, count) = (start as usize, count as usize);
-            let targets = &self.leaf_target[start..start + count];
-            let weights = &self.leaf_weight[start..start + count];
-            for (&t, &w) in targets.iter().zip(weights) {
+        let (scores, has) = acc.split_at_mut(self.n_outputs);
+        for &leaf in &idx[..roots.len()] {
+            let (start, count) = self.leaf_span[leaf as usize];
+            let range = start as usize..(start + count) as usize;
+            for (&t, &w) in self.leaf_target[range.clone()]
+                .iter()
+                .zip(&self.leaf_weight[range])
+            {
                 let t = t as usize;
                 match self.aggregate {
                     Aggregate::Sum | Aggregate::Average => scores[t] += w,
@@ -588,14 +575,58 @@ impl TreeEnsemble {
                 }
                 has[t] = 1.0;
             }
-        };
-        match self.uniform_mode {
-            Some(LEQ) => self.walk::<LEQ>(row, &mut visit),
-            Some(LT) => self.walk::<LT>(row, &mut visit),
-            Some(GTE) => self.walk::<GTE>(row, &mut visit),
-            Some(GT) => self.walk::<GT>(row, &mut visit),
-            _ => self.walk::<ANY_MODE>(row, &mut visit),
         }
+    }
+
+    /// Accumulate every tree for `rows` (each `width` long; one `scratch_len()`
+    /// accumulator per row in `acc`), trees outer and rows inner so that a
+    /// group's nodes stay in cache across the rows. Per row, leaves are added
+    /// in tree order, exactly as for a single row.
+    #[inline(always)]
+    fn accumulate<const MODE: u32>(&self, rows: &[f32], width: usize, acc: &mut [f32]) {
+        let per_row = self.scratch_len();
+        for g in 0..self.group_depth.len() {
+            for (row, a) in rows.chunks_exact(width).zip(acc.chunks_exact_mut(per_row)) {
+                self.add_group::<MODE>(g, row, a);
+            }
+        }
+    }
+
+    fn accumulate_any(&self, rows: &[f32], width: usize, acc: &mut [f32]) {
+        acc.fill(0.0);
+        match self.uniform_mode {
+            Some(LEQ) => self.accumulate::<LEQ>(rows, width, acc),
+            Some(LT) => self.accumulate::<LT>(rows, width, acc),
+            Some(GTE) => self.accumulate::<GTE>(rows, width, acc),
+            Some(GT) => self.accumulate::<GT>(rows, width, acc),
+            _ => self.accumulate::<ANY_MODE>(rows, width, acc),
+        }
+    }
+
+    /// Score one row (`row.len() >= min_input_width()`) into `out`
+    /// (`output_width()` values), using `scratch` (`scratch_len()` floats).
+    /// Returns the predicted class index for classifiers (0 for regressors).
+    #[inline]
+    pub fn eval_row(&self, row: &[f32], scratch: &mut [f32], out: &mut [f32]) -> usize {
+        self.accumulate_any(row, row.len(), scratch);
+        self.finalize(scratch, out)
+    }
+
+    /// Score `n` rows of `width` features stored back to back into `out`
+    /// (`output_width()` values per row), using `scratch` (`scratch_len()`
+    /// floats per row). Same results as [`TreeEnsemble::eval_row`] per row.
+    pub fn eval_rows(&self, rows: &[f32], width: usize, scratch: &mut [f32], out: &mut [f32]) {
+        self.accumulate_any(rows, width, scratch);
+        let k = self.n_outputs;
+        for (acc, o) in scratch.chunks_exact_mut(2 * k).zip(out.chunks_exact_mut(k)) {
+            self.finalize(acc, o);
+        }
+    }
+
+    /// Turn accumulated leaf weights into outputs; the class index for classifiers.
+    fn finalize(&self, acc: &mut [f32], out: &mut [f32]) -> usize {
+        let k = self.n_outputs;
+        let (scores, has) = acc.split_at_mut(k);
         if self.aggregate == Aggregate::Average {
             let trees = self.roots.len() as f32;
             scores.iter_mut().for_each(|s| *s /= trees);
