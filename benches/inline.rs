@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use tickscore::input::read_features_file;
+use tickscore::input::read_features_by_name;
 use tickscore::{LoadOptions, Model, TierChoice};
 
 #[global_allocator]
@@ -44,12 +44,9 @@ fn inline(c: &mut Criterion) {
                     continue;
                 }
             };
-            let rows = read_features_file(
-                &dir.join("data/german_test.csv"),
-                model.info().input_width,
-                None,
-            )
-            .expect("test rows");
+            let names = model.info().feature_names.as_ref().expect("named features");
+            let rows =
+                read_features_by_name(&dir.join("data/german_test.csv"), names).expect("test rows");
             let mut scorer = model.scorer().expect("scorer");
             let mut out = vec![0f32; model.info().score_width];
             let mut i = 0;

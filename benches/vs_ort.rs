@@ -26,7 +26,7 @@ use hdrhistogram::Histogram;
 use ort::session::Session;
 use ort::value::Tensor;
 use ort::AsPointer;
-use tickscore::input::read_features_file;
+use tickscore::input::read_features_by_name;
 use tickscore::{InputPolicy, LoadOptions, Model, NonFinitePolicy};
 
 #[global_allocator]
@@ -153,7 +153,12 @@ fn compare(
     };
     let model = Model::load(&path, &options)?;
     let w = model.info().input_width;
-    let rows = read_features_file(&dir.join("data/german_test.csv"), w, None)?;
+    let names = model
+        .info()
+        .feature_names
+        .as_ref()
+        .ok_or("model has no feature names")?;
+    let rows = read_features_by_name(&dir.join("data/german_test.csv"), names)?;
     let n_rows = rows.rows();
     let mut ort = OrtRunner::new(env, &path, batch, w)?;
     let mut scorer = model.scorer()?;

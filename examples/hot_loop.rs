@@ -1,6 +1,6 @@
 //! Scores one bundled model in a tight loop, for profilers
 //! (`perf record ./target/release/examples/hot_loop german_mlp 2000000`).
-use tickscore::{input::read_features_file, LoadOptions, Model};
+use tickscore::{input::read_features_by_name, LoadOptions, Model};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -11,11 +11,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let calls: usize = args.next().map_or(Ok(1_000_000), |s| s.parse())?;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let model = Model::load(dir.join(&name).join("model.onnx"), &LoadOptions::default())?;
-    let rows = read_features_file(
-        &dir.join("data/german_test.csv"),
-        model.info().input_width,
-        None,
-    )?;
+    let names = model
+        .info()
+        .feature_names
+        .clone()
+        .ok_or("model has no feature names")?;
+    let rows = read_features_by_name(&dir.join("data/german_test.csv"), &names)?;
     let mut scorer = model.scorer()?;
     let mut out = vec![0f32; model.info().score_width];
     let mut sum = 0.0;

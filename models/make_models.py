@@ -12,9 +12,19 @@ files. Pinned versions: models/requirements.txt.
 Writes (all committed; the Rust tests never run Python):
     models/data/german_test.csv          test-split features, header = feature names in model order
     models/data/german_test_labels.csv   test-split labels (bad = 1)
+    models/data/german_test_nan.csv      the test split with ~1 value in 6 set to NaN (deterministic)
     models/<name>/model.onnx             the model
-    models/<name>/reference.csv          P(bad) per test row, recorded from onnxruntime
-    models/metrics.json                  AUC and KS of those scores, computed by scikit-learn
+    models/<name>/reference.csv          score per test row, recorded from onnxruntime
+                                         (P(bad) for classifiers, the prediction for regressors)
+    models/<name>/reference_nan.csv      the same on the NaN rows (tree models only: they route
+                                         NaN as "missing"; the others would only propagate it)
+    models/<name>/target.csv             regressors: the true target per test row
+    models/metrics.json                  AUC and KS (classifiers) or R² (regressors) of the
+                                         reference scores, computed by scikit-learn
+
+Every model reads its features by name (metadata `tickscore.feature_names`)
+from the columns of german_test.csv: the classifiers read all 61, the
+regressor the 60 other than the one it predicts.
 
 Feature encoding (stable, documented): the 20 attributes in the CSV's column
 order; a numeric attribute is one feature with its raw value; a categorical
@@ -42,6 +52,8 @@ CORE_OPSET = 17
 ML_OPSET = 3
 # onnxmltools 1.16 converts LightGBM and XGBoost up to opset 15 only.
 TREE_CORE_OPSET = 15
+REGRESSION_TARGET = "credit_amount"
+TREE_MODELS = ("german_lightgbm", "german_xgboost", "german_forest", "german_gboost", "german_amount_lgbm")
 
 
 def load_dataset():
@@ -83,7 +95,7 @@ def load_dataset():
     return x, y, names
 
 
-def canonicalise(model, names: list[str], kind: str):
+def canonicalise(model, names: list[str], kind: str, score: str):
     """Make converter output deterministic and self-describing."""
     g = model.graph
     for i, node in enumerate(g.node):
@@ -109,7 +121,7 @@ def canonicalise(model, names: list[str], kind: str):
     del model.metadata_props[:]
     for key, value in (
         ("tickscore.feature_names", "\n".join(names)),
-        ("tickscore.score", "P(bad): probabilities column 1"),
+        ("tickscore.score", score),
         ("tickscore.model_kind", kind),
     ):
         p = model.metadata_props.add()
@@ -143,6 +155,19 @@ def build_models(x_train, y_train, width):
     )
     logreg.fit(x_train, y_train)
     models["german_logreg"] = (convert_sklearn_model(logreg, width), "logistic regression")
+    # Random forest and gradient boosting: scikit-learn's own tree ensembles.
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+
+    forest = RandomForestClassifier(
+        n_estimators=100, max_depth=8, min_samples_leaf=3, random_state=SEED % 2**31, n_jobs=1
+    )
+    forest.fit(x_train, y_train)
+    models["german_forest"] = (convert_sklearn_model(forest, width), "random forest 100 trees")
+    boost = GradientBoostingClassifier(
+        n_estimators=150, max_depth=3, learning_rate=0.05, subsample=0.8, random_state=SEED % 2**31
+    )
+    boost.fit(x_train, y_train)
+    models["german_gboost"] = (convert_sklearn_model(boost, width), "sklearn gradient boosting 150")
 
     mlp = Pipeline(
         [
@@ -216,11 +241,49 @@ def build_models(x_train, y_train, width):
     return models
 
 
-def probability_of_bad(session, x: np.ndarray) -> np.ndarray:
+def build_regressor(x_train, names):
+    """LightGBM regression of ln(credit_amount) on the other 60 features."""
+    import lightgbm as lgb
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    target = names.index(REGRESSION_TARGET)
+    keep = [j for j in range(len(names)) if j != target]
+    reg = lgb.LGBMRegressor(
+        n_estimators=200,
+        learning_rate=0.05,
+        num_leaves=15,
+        min_child_samples=10,
+        random_state=SEED % 2**31,
+        deterministic=True,
+        force_row_wise=True,
+        n_jobs=1,
+        verbose=-1,
+    )
+    reg.fit(x_train[:, keep], np.log(x_train[:, target]))
+    onx = convert_lightgbm(
+        reg,
+        initial_types=[("input", FloatTensorType([None, len(keep)]))],
+        target_opset=TREE_CORE_OPSET,
+    )
+    return onx, keep, target
+
+
+def with_nans(x: np.ndarray) -> np.ndarray:
+    """Deterministically set about one value in six to NaN."""
+    out = x.copy()
+    rows, cols = np.indices(out.shape)
+    out[(rows * 7 + cols * 13) % 6 == 0] = np.nan
+    return out
+
+
+def predict(session, x: np.ndarray) -> np.ndarray:
+    """The score: P(class 1) from a probability output, else the only output."""
     outs = session.get_outputs()
-    prob = next(o.name for o in outs if "prob" in o.name)
-    result = session.run([prob], {session.get_inputs()[0].name: x})[0]
-    return np.asarray(result, dtype=np.float32)[:, 1]
+    prob = [o.name for o in outs if "prob" in o.name]
+    name = prob[0] if prob else outs[0].name
+    result = np.asarray(session.run([name], {session.get_inputs()[0].name: x})[0], dtype=np.float32)
+    return result[:, 1] if prob else result.reshape(len(x), -1)[:, 0]
 
 
 def write_csv(path: Path, header: list[str], rows) -> None:
@@ -249,9 +312,20 @@ def main() -> None:
     write_csv(data_dir / "german_test.csv", names, ([fmt(v) for v in row] for row in x_test))
     write_csv(data_dir / "german_test_labels.csv", ["bad"], ([int(v)] for v in y_test))
 
+    x_test_nan = with_nans(x_test)
+    write_csv(data_dir / "german_test_nan.csv", names, ([fmt(v) for v in row] for row in x_test_nan))
+
+    # name -> (onnx model, kind, feature columns used, score description, regression target)
+    specs = {
+        name: (model, kind, list(range(len(names))), "P(bad): probabilities column 1", None)
+        for name, (model, kind) in build_models(x_train, y_train, len(names)).items()
+    }
+    reg, keep, target = build_regressor(x_train, names)
+    specs["german_amount_lgbm"] = (reg, "lightgbm regressor 200 trees", keep, "ln(credit_amount)", target)
+
     metrics = {}
-    for name, (model, kind) in build_models(x_train, y_train, len(names)).items():
-        model = canonicalise(model, names, kind)
+    for name, (model, kind, cols, score, target) in specs.items():
+        model = canonicalise(model, [names[j] for j in cols], kind, score)
         onnx.checker.check_model(model)
         out_dir = HERE / name
         out_dir.mkdir(exist_ok=True)
@@ -262,18 +336,32 @@ def main() -> None:
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        p = probability_of_bad(session, x_test)
-        write_csv(out_dir / "reference.csv", ["p_bad"], ([fmt(v)] for v in p))
+        p = predict(session, x_test[:, cols])
+        header = ["p_bad"] if target is None else ["score"]
+        write_csv(out_dir / "reference.csv", header, ([fmt(v)] for v in p))
+        if name in TREE_MODELS:
+            p_nan = predict(session, x_test_nan[:, cols])
+            write_csv(out_dir / "reference_nan.csv", header, ([fmt(v)] for v in p_nan))
 
         scores = p.astype(np.float64)
-        fpr, tpr, _ = roc_curve(y_test, scores)
-        metrics[name] = {
-            "kind": kind,
-            "auc": float(roc_auc_score(y_test, scores)),
-            "ks": float(np.max(tpr - fpr)),
-            "rows": int(len(y_test)),
-        }
-        print(f"{name:16} {kind:28} AUC {metrics[name]['auc']:.4f}  KS {metrics[name]['ks']:.4f}")
+        if target is None:
+            fpr, tpr, _ = roc_curve(y_test, scores)
+            metrics[name] = {
+                "kind": kind,
+                "auc": float(roc_auc_score(y_test, scores)),
+                "ks": float(np.max(tpr - fpr)),
+                "rows": int(len(y_test)),
+            }
+            summary = f"AUC {metrics[name]['auc']:.4f}  KS {metrics[name]['ks']:.4f}"
+        else:
+            from sklearn.metrics import r2_score
+
+            truth = np.log(x_test[:, target].astype(np.float64))
+            # Full float64 precision: R² is checked against scikit-learn to 1e-9.
+            write_csv(out_dir / "target.csv", ["target"], ([format(v, ".17g")] for v in truth))
+            metrics[name] = {"kind": kind, "r2": float(r2_score(truth, scores)), "rows": int(len(truth))}
+            summary = f"R2 {metrics[name]['r2']:.4f}"
+        print(f"{name:20} {kind:32} {summary}")
 
     (HERE / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     os.sync()

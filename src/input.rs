@@ -64,6 +64,14 @@ pub enum CsvError {
     /// No data rows.
     #[error("no data rows")]
     Empty,
+    /// The header lacks a feature the model needs (or names it twice).
+    #[error("header: feature {name:?} is {problem}")]
+    Column {
+        /// The feature.
+        name: String,
+        /// "missing" or "named more than once".
+        problem: &'static str,
+    },
 }
 
 /// Rows of features, stored back to back.
@@ -158,6 +166,74 @@ pub fn read_features(
                     .and_then(|n| n.get(column))
                     .map_or_else(|| "?".to_string(), Clone::clone),
             })?;
+            out.values.push(v);
+        }
+        out.lines.push(line);
+    }
+    if out.lines.is_empty() {
+        return Err(CsvError::Empty);
+    }
+    Ok(out)
+}
+
+/// Read a CSV file whose header names (at least) the model's features, in
+/// any order and among any other columns, and select those features in
+/// model order. Every value of a selected column must be a number; other
+/// columns are not read.
+pub fn read_features_by_name(path: &Path, names: &[String]) -> Result<FeatureRows, CsvError> {
+    let file = std::fs::File::open(path).map_err(|source| CsvError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(file);
+    let malformed = |e: csv::Error| CsvError::Malformed {
+        line: e.position().map_or(1, |p| p.line()),
+        reason: e.to_string(),
+    };
+    let mut record = csv::StringRecord::new();
+    if !csv.read_record(&mut record).map_err(malformed)? {
+        return Err(CsvError::Empty);
+    }
+    let mut columns = Vec::with_capacity(names.len());
+    for name in names {
+        let mut hits = record.iter().enumerate().filter(|(_, h)| h.trim() == name);
+        match (hits.next(), hits.next()) {
+            (Some((ix, _)), None) => columns.push(ix),
+            (None, _) => {
+                return Err(CsvError::Column {
+                    name: name.clone(),
+                    problem: "missing",
+                })
+            }
+            (Some(_), Some(_)) => {
+                return Err(CsvError::Column {
+                    name: name.clone(),
+                    problem: "named more than once",
+                })
+            }
+        }
+    }
+    let mut out = FeatureRows {
+        width: names.len(),
+        values: Vec::new(),
+        lines: Vec::new(),
+    };
+    loop {
+        let line = csv.position().line();
+        if !csv.read_record(&mut record).map_err(malformed)? {
+            break;
+        }
+        for (k, &ix) in columns.iter().enumerate() {
+            let v = record
+                .get(ix)
+                .and_then(parse)
+                .ok_or_else(|| CsvError::NotANumber {
+                    line,
+                    column: ix + 1,
+                    name: names[k].clone(),
+                })?;
             out.values.push(v);
         }
         out.lines.push(line);
@@ -278,6 +354,46 @@ mod tests {
                 e,
                 CsvError::NotANumber {
                     line: 1,
+                    column: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn by_name_selects_and_reorders_columns() {
+        let dir = std::env::temp_dir().join(format!("tickscore-input-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rows.csv");
+        std::fs::write(&path, "id,b,a\nx1,2,1\nx2,4,3\n").unwrap();
+        let rows = read_features_by_name(&path, &names()).unwrap();
+        assert_eq!(rows.values, vec![1.0, 2.0, 3.0, 4.0]);
+        let e = read_features_by_name(&path, &["a".into(), "zz".into()]).unwrap_err();
+        assert!(
+            matches!(e, CsvError::Column { ref name, problem: "missing" } if name == "zz"),
+            "{e}"
+        );
+        std::fs::write(&path, "a,b,a\n1,2,3\n").unwrap();
+        let e = read_features_by_name(&path, &names()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CsvError::Column {
+                    problem: "named more than once",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        std::fs::write(&path, "a,b\n1,oops\n").unwrap();
+        let e = read_features_by_name(&path, &names()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CsvError::NotANumber {
+                    line: 2,
                     column: 2,
                     ..
                 }

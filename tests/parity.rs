@@ -1,14 +1,19 @@
-//! Parity: every bundled model, every test row, both tiers, against the
-//! scores recorded from onnxruntime by models/make_models.py.
+//! Parity: every bundled model, every test row (and for tree models every
+//! row with NaN), both tiers, against the scores recorded from onnxruntime
+//! by models/make_models.py.
 
 mod common;
 
-use tickscore::{LoadOptions, Model, Tier, TierChoice};
+use tickscore::input::FeatureRows;
+use tickscore::{InputPolicy, LoadOptions, Model, NonFinitePolicy, Tier, TierChoice};
 
 const TOLERANCE: f32 = 1e-5;
 
 fn score_all(model: &Model) -> Vec<f32> {
-    let rows = common::test_rows(model.info().input_width);
+    score_rows(model, &common::test_rows(model))
+}
+
+fn score_rows(model: &Model, rows: &FeatureRows) -> Vec<f32> {
     let mut scorer = model.scorer().expect("scorer");
     let mut out = vec![0f32; rows.rows()];
     for (i, o) in out.iter_mut().enumerate() {
@@ -28,8 +33,14 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn load(name: &str, tier: TierChoice) -> Model {
+    // NaN reaches only the tree models (the NaN rows are scored only for
+    // models with a NaN reference), which route it as "missing".
     let options = LoadOptions {
         tier,
+        input_policy: InputPolicy {
+            nan: NonFinitePolicy::Pass,
+            infinite: NonFinitePolicy::Reject,
+        },
         ..LoadOptions::default()
     };
     Model::load(common::model_path(name), &options)
@@ -64,6 +75,27 @@ fn every_bundled_model_matches_onnxruntime_on_every_tier() {
 }
 
 #[test]
+fn tree_models_match_onnxruntime_on_rows_with_nan() {
+    let mut checked = 0;
+    for name in common::bundled_models() {
+        let Some(reference) = common::reference_nan(&name) else {
+            continue;
+        };
+        let model = load(&name, TierChoice::Auto);
+        let rows = common::nan_rows(&model);
+        assert!(
+            rows.values.iter().any(|v| v.is_nan()),
+            "{name}: the NaN rows hold NaN"
+        );
+        let d = max_diff(&score_rows(&model, &rows), &reference);
+        println!("{name:20} NaN rows: vs ORT {d:.2e}");
+        assert!(d <= TOLERANCE, "{name}: NaN rows vs onnxruntime {d}");
+        checked += 1;
+    }
+    assert_eq!(checked, 5, "every tree model has NaN references");
+}
+
+#[test]
 fn every_bundled_model_runs_on_the_lowered_tier() {
     for name in [
         "german_logreg",
@@ -86,7 +118,7 @@ fn every_bundled_model_runs_on_the_lowered_tier() {
 fn batch_scoring_equals_row_by_row() {
     for name in common::bundled_models() {
         let model = load(&name, TierChoice::Auto);
-        let rows = common::test_rows(model.info().input_width);
+        let rows = common::test_rows(&model);
         let single = score_all(&model);
         let mut batch = vec![0f32; rows.rows()];
         model

@@ -57,7 +57,7 @@ fn lowered_inline_scoring_allocates_nothing_after_warm_up() {
             continue;
         }
         lowered += 1;
-        let rows = common::test_rows(model.info().input_width);
+        let rows = common::test_rows(&model);
         let mut scorer = model.scorer().unwrap();
         let mut out = [0f32];
         let mut batch_out = vec![0f32; 64];

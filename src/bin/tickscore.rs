@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tickscore::input::{read_features_file, read_labels_file};
+use tickscore::input::{read_features_by_name, read_features_file, read_labels_file};
 use tickscore::telemetry::{human_ns, LatencyRecorder};
 use tickscore::{eval, InputPolicy, LoadOptions, Model, NonFinitePolicy, TierChoice};
 
@@ -229,22 +229,22 @@ fn run(models: Option<PathBuf>, seconds: f64) -> CliResult {
         labels.len()
     );
     println!(
-        "{:<16} {:<7} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10} {:>9}",
-        "model", "tier", "AUC", "KS", "max|Δ|ORT", "p50", "p99", "p99.9", "calls"
+        "{:<20} {:<8} {:<24} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "model", "tier", "quality", "max|Δ|ORT", "p50", "p99", "p99.9", "calls"
     );
     let mut failures = Vec::new();
     for name in &names {
         match run_model(&dir, &data, name, &labels, seconds) {
             Ok(line) => println!("{line}"),
             Err(e) => {
-                println!("{name:<16} FAILED: {e}");
+                println!("{name:<20} FAILED: {e}");
                 failures.push(name.clone());
             }
         }
     }
-    println!(
-        "latency: per inline call, measured around Scorer::score (includes ~50 ns for the two clock reads on this VM)"
-    );
+    println!("quality: AUC and KS against the default labels (classifiers), R² and MAE against target.csv (regressors)");
+    println!("max|Δ|ORT: largest difference from the scores recorded from onnxruntime");
+    println!("latency: per inline call, measured around Scorer::score (includes ~50 ns for the two clock reads on this VM)");
     if failures.is_empty() {
         Ok(())
     } else {
@@ -266,11 +266,12 @@ fn run_model(
 ) -> Result<String, Box<dyn std::error::Error>> {
     let model = Model::load(dir.join(name).join("model.onnx"), &LoadOptions::default())?;
     let info = model.info();
-    let rows = read_features_file(
-        &data.join("german_test.csv"),
-        info.input_width,
-        info.feature_names.as_deref(),
-    )?;
+    let test = data.join("german_test.csv");
+    // Each model reads its own features (by name) from the test split.
+    let rows = match &info.feature_names {
+        Some(names) => read_features_by_name(&test, names)?,
+        None => read_features_file(&test, info.input_width, None)?,
+    };
     let reference = read_reference(&dir.join(name).join("reference.csv"))?;
     let mut scorer = model.scorer()?;
     let mut scores = vec![0f32; rows.rows()];
@@ -283,8 +284,17 @@ fn run_model(
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     let s64: Vec<f64> = scores.iter().map(|&s| f64::from(s)).collect();
-    let auc = eval::auc(&s64, labels)?;
-    let ks = eval::ks(&s64, labels)?;
+    let target = dir.join(name).join("target.csv");
+    let quality = if target.is_file() {
+        let truth = read_features_file(&target, 1, None)?.values;
+        let truth: Vec<f64> = truth.iter().map(|&t| f64::from(t)).collect();
+        let r = eval::regression(&s64, &truth)?;
+        format!("R² {:.4} MAE {:.4}", r.r2, r.mae)
+    } else {
+        let auc = eval::auc(&s64, labels)?;
+        let ks = eval::ks(&s64, labels)?;
+        format!("AUC {auc:.4} KS {:.4}", ks.statistic)
+    };
 
     let mut rec = LatencyRecorder::new();
     let budget = Duration::from_secs_f64(seconds);
@@ -307,11 +317,10 @@ fn run_model(
         tickscore::Tier::Tract { .. } => "tract",
     };
     Ok(format!(
-        "{:<16} {:<7} {:>6.4} {:>6.4} {:>10.2e} {:>10} {:>10} {:>10} {:>9}",
+        "{:<20} {:<8} {:<24} {:>10.2e} {:>10} {:>10} {:>10} {:>9}",
         name,
         tier,
-        auc,
-        ks.statistic,
+        quality,
         max_diff,
         human_ns(s.p50_ns as f64),
         human_ns(s.p99_ns as f64),
@@ -320,7 +329,8 @@ fn run_model(
     ))
 }
 
+/// The single column of scores recorded from onnxruntime (header `p_bad`
+/// for classifiers, `score` for regressors).
 fn read_reference(path: &Path) -> Result<Vec<f32>, Box<dyn std::error::Error>> {
-    let rows = read_features_file(path, 1, Some(&["p_bad".to_string()]))?;
-    Ok(rows.values)
+    Ok(read_features_file(path, 1, None)?.values)
 }

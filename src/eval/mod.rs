@@ -1,5 +1,6 @@
-//! Evaluation metrics for binary scores: AUC and the Kolmogorov–Smirnov
-//! statistic, computed exactly (ties handled as scikit-learn does).
+//! Evaluation metrics: for binary scores AUC, Gini and the Kolmogorov–Smirnov
+//! statistic, computed exactly (ties handled as scikit-learn does); for
+//! regressors R², MAE and MSE.
 //!
 //! Control-plane code: allocates freely, never runs on the hot path.
 
@@ -122,6 +123,44 @@ pub fn gini(scores: &[f64], labels: &[bool]) -> Result<f64, MetricError> {
     Ok(2.0 * auc(scores, labels)? - 1.0)
 }
 
+/// Regression quality: coefficient of determination, mean absolute and
+/// mean squared error.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Regression {
+    /// R² = 1 − SS_res / SS_tot.
+    pub r2: f64,
+    /// Mean absolute error.
+    pub mae: f64,
+    /// Mean squared error.
+    pub mse: f64,
+}
+
+/// R², MAE and MSE of `predictions` against `truth`.
+pub fn regression(predictions: &[f64], truth: &[f64]) -> Result<Regression, MetricError> {
+    if predictions.len() != truth.len() || truth.is_empty() {
+        return Err(MetricError::LengthMismatch {
+            scores: predictions.len(),
+            labels: truth.len(),
+        });
+    }
+    if let Some(index) = predictions.iter().position(|s| s.is_nan()) {
+        return Err(MetricError::NaNScore { index });
+    }
+    let n = truth.len() as f64;
+    let mean = truth.iter().sum::<f64>() / n;
+    let (mut ss_res, mut ss_tot, mut abs) = (0.0, 0.0, 0.0);
+    for (p, t) in predictions.iter().zip(truth) {
+        ss_res += (t - p) * (t - p);
+        ss_tot += (t - mean) * (t - mean);
+        abs += (t - p).abs();
+    }
+    Ok(Regression {
+        r2: 1.0 - ss_res / ss_tot,
+        mae: abs / n,
+        mse: ss_res / n,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +181,15 @@ mod tests {
         let s = [0.5, 0.5, 0.1];
         let l = [true, false, false];
         assert_eq!(auc(&s, &l).unwrap(), 0.75);
+    }
+
+    #[test]
+    fn regression_metrics() {
+        let r = regression(&[1.0, 2.0, 3.0], &[1.0, 2.0, 5.0]).unwrap();
+        assert_eq!(r.mae, 2.0 / 3.0);
+        assert_eq!(r.mse, 4.0 / 3.0);
+        // mean 8/3, SS_tot = 25/9 + 4/9 + 49/9 = 78/9, SS_res = 4.
+        assert!((r.r2 - (1.0 - 4.0 / (78.0 / 9.0))).abs() < 1e-12);
     }
 
     #[test]

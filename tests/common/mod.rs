@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use prost::Message;
-use tickscore::input::{read_features_file, FeatureRows};
+use tickscore::input::{read_features_by_name, read_features_file, FeatureRows};
+use tickscore::Model;
 use tract_onnx::pb;
 
 pub fn models_dir() -> PathBuf {
@@ -23,7 +24,7 @@ pub fn bundled_models() -> Vec<String> {
         .map(|e| e.file_name().into_string().expect("utf-8 name"))
         .collect();
     names.sort();
-    assert!(names.len() >= 4, "bundled models missing: {names:?}");
+    assert!(names.len() >= 7, "bundled models missing: {names:?}");
     names
 }
 
@@ -31,9 +32,33 @@ pub fn model_path(name: &str) -> PathBuf {
     models_dir().join(name).join("model.onnx")
 }
 
-pub fn test_rows(width: usize) -> FeatureRows {
-    read_features_file(&models_dir().join("data/german_test.csv"), width, None)
-        .expect("test split reads")
+/// The test split, as the model's features (selected by name).
+pub fn test_rows(model: &Model) -> FeatureRows {
+    rows_from(model, "data/german_test.csv")
+}
+
+/// The test split with NaNs injected, as the model's features.
+pub fn nan_rows(model: &Model) -> FeatureRows {
+    rows_from(model, "data/german_test_nan.csv")
+}
+
+fn rows_from(model: &Model, file: &str) -> FeatureRows {
+    let names = model
+        .info()
+        .feature_names
+        .as_ref()
+        .expect("bundled models name their features");
+    read_features_by_name(&models_dir().join(file), names).expect("test rows read")
+}
+
+/// onnxruntime's scores on the NaN rows, for the models that have them.
+pub fn reference_nan(name: &str) -> Option<Vec<f32>> {
+    let path = models_dir().join(name).join("reference_nan.csv");
+    path.is_file().then(|| {
+        read_features_file(&path, 1, None)
+            .expect("reference reads")
+            .values
+    })
 }
 
 pub fn reference(name: &str) -> Vec<f32> {
