@@ -189,3 +189,74 @@ fn an_ensemble_reading_beyond_the_input_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn branch_eq_and_neq_follow_ieee_and_missing_rules() {
+    // onnxruntime cannot give a reference for arbitrary BRANCH_EQ trees
+    // (see tests/data/trees/make_cases.py); these expectations follow the
+    // ONNX-ML definition: EQ is `x == t`, NEQ is `x != t` (true for NaN),
+    // and a NaN also goes true where missing_value_tracks_true is set.
+    let options = LoadOptions {
+        input_policy: InputPolicy {
+            nan: NonFinitePolicy::Pass,
+            infinite: NonFinitePolicy::Reject,
+        },
+        ..LoadOptions::default()
+    };
+    for (mode, missing, cases) in [
+        (
+            "BRANCH_EQ",
+            0,
+            [
+                ([0.0, 2.5], 1.5),
+                ([0.0, 2.0], -0.5),
+                ([0.0, f32::NAN], -0.5),
+            ],
+        ),
+        (
+            "BRANCH_EQ",
+            1,
+            [
+                ([0.0, 2.5], 1.5),
+                ([0.0, 2.0], -0.5),
+                ([0.0, f32::NAN], 1.5),
+            ],
+        ),
+        (
+            "BRANCH_NEQ",
+            0,
+            [
+                ([0.0, 2.5], -0.5),
+                ([0.0, 2.0], 1.5),
+                ([0.0, f32::NAN], 1.5),
+            ],
+        ),
+    ] {
+        let attrs = with(
+            "nodes_modes",
+            strings("nodes_modes", &[mode, "LEAF", "LEAF"]),
+        );
+        let attrs: Vec<_> = attrs
+            .into_iter()
+            .map(|a| {
+                if a.name == "nodes_missing_value_tracks_true" {
+                    ints("nodes_missing_value_tracks_true", &[missing, 0, 0])
+                } else {
+                    a
+                }
+            })
+            .collect();
+        let model = Model::from_bytes(&ensemble(attrs), &options).expect("loads");
+        let mut scorer = model.scorer().unwrap();
+        let mut p = [0f32];
+        for (row, leaf_weight) in cases {
+            scorer.score(&row, &mut p).unwrap();
+            let want = sigmoid(leaf_weight + 0.25);
+            assert!(
+                (p[0] - want).abs() < 1e-6,
+                "{mode} missing={missing} {row:?}: {} vs {want}",
+                p[0]
+            );
+        }
+    }
+}

@@ -693,6 +693,15 @@ impl TreeEnsemble {
             }
             _ => two = has1,
         }
+        if two {
+            // onnxruntime 1.32 writes 0 for a class no leaf scored, whatever
+            // the base values did to it (measured: tests/data/trees/binary_*).
+            for (score, &h) in scores.iter_mut().zip(has.iter()) {
+                if h == 0.0 {
+                    *score = 0.0;
+                }
+            }
+        }
         let pos = if two && has1 {
             scores[1]
         } else if has0 {
@@ -783,13 +792,19 @@ fn write_scores(scores: &mut [f32], post: PostTransform, second: i32, out: &mut 
 fn write_binary(s: f32, post: PostTransform, second: i32, out: &mut [f32]) {
     if post == PostTransform::Probit {
         out[0] = probit(s);
+        // onnxruntime leaves a second column unwritten here; NaN makes it
+        // deterministic and visibly undefined.
+        if let Some(second) = out.get_mut(1) {
+            *second = f32::NAN;
+        }
         return;
     }
     let pair = match second {
         0 | 1 => [1.0 - s, s],
         2 | 3 if post == PostTransform::Logistic => [logistic(-s), logistic(s)],
-        2 => [-s, s],
-        3 => [s, -s],
+        // Measured on onnxruntime 1.32: [-s, s] whichever class wins (older
+        // sources wrote [s, -s] when the negative class won).
+        2 | 3 => [-s, s],
         _ => {
             out[0] = s;
             return;
