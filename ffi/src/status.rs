@@ -1,0 +1,178 @@
+//! The one status enum of the C ABI, and the thread's last error message.
+
+use std::cell::RefCell;
+use std::ffi::c_char;
+
+use engine::{LoadError, ScoreError};
+
+/// Outcome of a C ABI call. Codes are stable and never reused; new codes
+/// are only ever added. `ts_status_str` names a code, and
+/// `ts_last_error_message` gives the calling thread's detailed message for
+/// the last call that failed.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsStatus {
+    /// Success.
+    Ok = 0,
+    /// A required pointer argument was NULL.
+    NullArgument = 1,
+    /// An argument is invalid: non-UTF-8 path, misaligned float pointer,
+    /// unknown option value.
+    InvalidArgument = 2,
+    /// tickscore panicked inside the call; the panic was contained. Report it.
+    Panic = 3,
+    /// The model file could not be read.
+    Io = 100,
+    /// The model file is over the size limit.
+    TooLarge = 101,
+    /// The bytes are not a valid ONNX model.
+    Malformed = 102,
+    /// The graph needs an operator tickscore does not implement.
+    UnsupportedOperator = 103,
+    /// The model's input is not one f32 `[batch, features]` tensor.
+    UnsupportedInput = 104,
+    /// The model's width differs from `ts_model_options.expect_width`.
+    InputWidthMismatch = 105,
+    /// No model output can serve as a score.
+    NoScoreOutput = 106,
+    /// A tree ensemble in the model is malformed.
+    InvalidTreeEnsemble = 107,
+    /// The importer rejected the graph.
+    Import = 108,
+    /// The importer panicked on the file (contained).
+    ImporterPanicked = 109,
+    /// A row has the wrong number of features.
+    WidthMismatch = 200,
+    /// The output buffer has the wrong length.
+    OutputMismatch = 201,
+    /// A feature is NaN or infinite and the model's policy rejects it.
+    NonFinite = 202,
+    /// The execution engine failed on the row.
+    Engine = 203,
+    /// The caller's buffer is too small (the needed size was reported).
+    BufferTooSmall = 300,
+    /// An index is out of range.
+    IndexOutOfRange = 301,
+}
+
+impl TsStatus {
+    const ALL: [TsStatus; 20] = [
+        TsStatus::Ok,
+        TsStatus::NullArgument,
+        TsStatus::InvalidArgument,
+        TsStatus::Panic,
+        TsStatus::Io,
+        TsStatus::TooLarge,
+        TsStatus::Malformed,
+        TsStatus::UnsupportedOperator,
+        TsStatus::UnsupportedInput,
+        TsStatus::InputWidthMismatch,
+        TsStatus::NoScoreOutput,
+        TsStatus::InvalidTreeEnsemble,
+        TsStatus::Import,
+        TsStatus::ImporterPanicked,
+        TsStatus::WidthMismatch,
+        TsStatus::OutputMismatch,
+        TsStatus::NonFinite,
+        TsStatus::Engine,
+        TsStatus::BufferTooSmall,
+        TsStatus::IndexOutOfRange,
+    ];
+
+    /// The status with this code, if any.
+    pub(crate) fn from_code(code: u32) -> Option<TsStatus> {
+        Self::ALL.iter().copied().find(|s| *s as u32 == code)
+    }
+
+    pub(crate) fn text(self) -> &'static str {
+        match self {
+            TsStatus::Ok => "ok\0",
+            TsStatus::NullArgument => "null argument\0",
+            TsStatus::InvalidArgument => "invalid argument\0",
+            TsStatus::Panic => "internal panic (contained)\0",
+            TsStatus::Io => "cannot read model file\0",
+            TsStatus::TooLarge => "model file too large\0",
+            TsStatus::Malformed => "not a valid ONNX model\0",
+            TsStatus::UnsupportedOperator => "unsupported operator\0",
+            TsStatus::UnsupportedInput => "unsupported model input\0",
+            TsStatus::InputWidthMismatch => "model input width differs from the expected width\0",
+            TsStatus::NoScoreOutput => "no usable score output\0",
+            TsStatus::InvalidTreeEnsemble => "invalid tree ensemble\0",
+            TsStatus::Import => "model rejected by the importer\0",
+            TsStatus::ImporterPanicked => "the importer panicked on this model\0",
+            TsStatus::WidthMismatch => "row width mismatch\0",
+            TsStatus::OutputMismatch => "output buffer length mismatch\0",
+            TsStatus::NonFinite => "NaN or infinite feature rejected by the input policy\0",
+            TsStatus::Engine => "execution engine failure\0",
+            TsStatus::BufferTooSmall => "buffer too small\0",
+            TsStatus::IndexOutOfRange => "index out of range\0",
+        }
+    }
+}
+
+/// An error on its way to C: a status and a message.
+pub(crate) struct FfiError {
+    pub status: TsStatus,
+    pub message: String,
+}
+
+impl FfiError {
+    pub(crate) fn new(status: TsStatus, message: impl Into<String>) -> FfiError {
+        FfiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<LoadError> for FfiError {
+    fn from(e: LoadError) -> FfiError {
+        let status = match &e {
+            LoadError::Io { .. } => TsStatus::Io,
+            LoadError::TooLarge { .. } => TsStatus::TooLarge,
+            LoadError::Malformed(_) => TsStatus::Malformed,
+            LoadError::UnsupportedOperator { .. } => TsStatus::UnsupportedOperator,
+            LoadError::UnsupportedInput(_) => TsStatus::UnsupportedInput,
+            LoadError::InputWidthMismatch { .. } => TsStatus::InputWidthMismatch,
+            LoadError::NoScoreOutput(_) => TsStatus::NoScoreOutput,
+            LoadError::InvalidTreeEnsemble(_) => TsStatus::InvalidTreeEnsemble,
+            LoadError::ImporterPanicked(_) => TsStatus::ImporterPanicked,
+            _ => TsStatus::Import,
+        };
+        FfiError::new(status, e.to_string())
+    }
+}
+
+impl From<ScoreError> for FfiError {
+    fn from(e: ScoreError) -> FfiError {
+        let status = match e {
+            ScoreError::WidthMismatch { .. } => TsStatus::WidthMismatch,
+            ScoreError::OutputMismatch { .. } => TsStatus::OutputMismatch,
+            ScoreError::NonFinite { .. } => TsStatus::NonFinite,
+            ScoreError::Engine => TsStatus::Engine,
+        };
+        FfiError::new(status, e.to_string())
+    }
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+pub(crate) fn set_last_error(message: String) {
+    LAST_ERROR.with(|m| *m.borrow_mut() = message);
+}
+
+/// Copy the last error into `buf` (NUL-terminated, truncated to fit) and
+/// return its full length in bytes, without the NUL.
+///
+/// # Safety
+/// `buf` must be NULL or writable for `len` bytes.
+pub(crate) unsafe fn copy_last_error(buf: *mut c_char, len: usize) -> usize {
+    LAST_ERROR.with(|m| {
+        let m = m.borrow();
+        // SAFETY: forwarded contract.
+        unsafe { crate::strings::copy_to_c(&m, buf, len) };
+        m.len()
+    })
+}

@@ -1,0 +1,185 @@
+// tickscore.hpp: header-only C++17 RAII wrapper over tickscore.h.
+//
+// * Model and Scorer are move-only owners of ts_model / ts_scorer; the
+//   destructor frees them. A Scorer keeps its Model's data alive.
+// * Errors: construction and queries throw tickscore::Error (status code +
+//   the library's message). Scoring offers both `score` (throws) and
+//   `try_score` (noexcept, returns the status) for hot loops that keep
+//   exceptions off the trading path. Outputs are written only on success.
+// * Threads: a Model may be shared by threads; each thread makes its own
+//   Scorer.
+#ifndef TICKSCORE_HPP
+#define TICKSCORE_HPP
+
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tickscore.h"
+
+namespace tickscore {
+
+/// A failed call: the ts_status code and the library's message.
+class Error : public std::runtime_error {
+ public:
+  Error(ts_status status, const std::string& message)
+      : std::runtime_error(message), status_(status) {}
+  /// The ts_status code.
+  ts_status status() const noexcept { return status_; }
+
+ private:
+  ts_status status_;
+};
+
+/// The calling thread's last error message.
+inline std::string last_error_message() {
+  std::size_t len = ts_last_error_message(nullptr, 0);
+  std::string text(len + 1, '\0');
+  ts_last_error_message(&text[0], text.size());
+  text.resize(len);
+  return text;
+}
+
+/// Throw Error unless `status` is TS_STATUS_OK.
+inline void check(ts_status status) {
+  if (status != TS_STATUS_OK) {
+    throw Error(status, std::string(ts_status_str(status)) + ": " + last_error_message());
+  }
+}
+
+/// Options for Model::open (the defaults of ts_model_options_default).
+struct Options {
+  ts_model_options raw;
+  Options() { check(ts_model_options_default(&raw)); }
+  /// Pass NaN features to the model (for tree models) instead of rejecting the row.
+  Options& allow_nan(bool allow = true) {
+    raw.nan_policy = allow ? 1u : 0u;
+    return *this;
+  }
+  /// Refuse a model whose input width differs.
+  Options& expect_width(std::size_t width) {
+    raw.expect_width = width;
+    return *this;
+  }
+};
+
+class Scorer;
+
+/// A loaded, immutable model. Move-only; thread-safe to share by reference.
+class Model {
+ public:
+  /// Load the ONNX model at `path` (throws Error).
+  static Model open(const std::string& path, const Options& options = Options()) {
+    ts_model* raw = nullptr;
+    check(ts_model_open(path.c_str(), &options.raw, &raw));
+    return Model(raw);
+  }
+
+  Model(Model&& other) noexcept : raw_(std::exchange(other.raw_, nullptr)) {}
+  Model& operator=(Model&& other) noexcept {
+    if (this != &other) {
+      ts_model_free(raw_);
+      raw_ = std::exchange(other.raw_, nullptr);
+    }
+    return *this;
+  }
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+  ~Model() { ts_model_free(raw_); }
+
+  /// Features per row.
+  std::size_t input_width() const {
+    std::size_t w = 0;
+    check(ts_model_input_width(raw_, &w));
+    return w;
+  }
+  /// Scores per row.
+  std::size_t score_width() const {
+    std::size_t w = 0;
+    check(ts_model_score_width(raw_, &w));
+    return w;
+  }
+  /// Whether the allocation-free lowered engine runs this model.
+  bool is_lowered() const {
+    uint32_t lowered = 0;
+    check(ts_model_is_lowered(raw_, &lowered));
+    return lowered != 0;
+  }
+  /// Feature names in model order (empty if the model names none).
+  std::vector<std::string> feature_names() const {
+    std::vector<std::string> names;
+    for (std::size_t i = 0;; ++i) {
+      std::size_t len = 0;
+      ts_status s = ts_model_feature_name(raw_, i, nullptr, 0, &len);
+      if (s == TS_STATUS_INDEX_OUT_OF_RANGE) break;
+      if (s != TS_STATUS_BUFFER_TOO_SMALL) check(s);
+      std::string name(len + 1, '\0');
+      check(ts_model_feature_name(raw_, i, &name[0], name.size(), &len));
+      name.resize(len);
+      names.push_back(std::move(name));
+    }
+    return names;
+  }
+  /// A new scorer for the calling thread.
+  Scorer scorer() const;
+  /// The C handle (still owned by this Model).
+  const ts_model* get() const noexcept { return raw_; }
+
+ private:
+  explicit Model(ts_model* raw) : raw_(raw) {}
+  ts_model* raw_;
+};
+
+/// A per-thread scoring context. Move-only.
+class Scorer {
+ public:
+  Scorer(Scorer&& other) noexcept : raw_(std::exchange(other.raw_, nullptr)) {}
+  Scorer& operator=(Scorer&& other) noexcept {
+    if (this != &other) {
+      ts_scorer_free(raw_);
+      raw_ = std::exchange(other.raw_, nullptr);
+    }
+    return *this;
+  }
+  Scorer(const Scorer&) = delete;
+  Scorer& operator=(const Scorer&) = delete;
+  ~Scorer() { ts_scorer_free(raw_); }
+
+  /// Score one row; no allocation, no lock, no exception. Returns the status.
+  ts_status try_score(const float* row, std::size_t row_len, float* out, std::size_t out_len) noexcept {
+    return ts_score(raw_, row, row_len, out, out_len);
+  }
+  /// Score one row (throws Error).
+  void score(const float* row, std::size_t row_len, float* out, std::size_t out_len) {
+    check(ts_score(raw_, row, row_len, out, out_len));
+  }
+  /// Score one row of a single-score model and return the score (throws Error).
+  float score(const std::vector<float>& row) {
+    float out = 0.0f;
+    score(row.data(), row.size(), &out, 1);
+    return out;
+  }
+  /// Score rows stored back to back (throws Error).
+  void score_batch(const float* rows, std::size_t rows_len, float* out, std::size_t out_len) {
+    check(ts_score_batch(raw_, rows, rows_len, out, out_len));
+  }
+  /// The C handle (still owned by this Scorer).
+  ts_scorer* get() noexcept { return raw_; }
+
+ private:
+  friend class Model;
+  explicit Scorer(ts_scorer* raw) : raw_(raw) {}
+  ts_scorer* raw_;
+};
+
+inline Scorer Model::scorer() const {
+  ts_scorer* raw = nullptr;
+  check(ts_scorer_new(raw_, &raw));
+  return Scorer(raw);
+}
+
+}  // namespace tickscore
+
+#endif  // TICKSCORE_HPP

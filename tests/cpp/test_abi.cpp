@@ -1,0 +1,251 @@
+// A real C++ client of libtickscore: built with g++ against include/ and
+// linked once against libtickscore.so and once against libtickscore.a by
+// tests/cpp/run.sh, and run again under valgrind.
+//
+//   test_abi MODELS_DIR
+//
+// Checks: version macro, scores equal onnxruntime's recorded outputs,
+// batch == single, two threads sharing one model, and every error path
+// (status and message), through the C API and the C++ wrapper.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tickscore.hpp"
+
+#ifndef EXPECTED_VERSION
+#error "build with -DEXPECTED_VERSION=\"x.y.z\" (the Cargo.toml version)"
+#endif
+
+static int passed = 0, failed = 0;
+
+#define CHECK(cond, what)                                                   \
+  do {                                                                      \
+    if (cond) {                                                             \
+      ++passed;                                                             \
+    } else {                                                                \
+      ++failed;                                                             \
+      std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, what);   \
+    }                                                                       \
+  } while (0)
+
+static std::string last_error() { return tickscore::last_error_message(); }
+
+// Rows of numbers after a header line.
+static std::vector<std::vector<float>> read_rows(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);  // header
+  std::vector<std::vector<float>> rows;
+  while (std::getline(in, line)) {
+    std::vector<float> row;
+    std::stringstream fields(line);
+    std::string field;
+    while (std::getline(fields, field, ',')) row.push_back(std::strtof(field.c_str(), nullptr));
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+static void test_version() {
+  CHECK(std::strcmp(TICKSCORE_VERSION, EXPECTED_VERSION) == 0, "TICKSCORE_VERSION equals Cargo.toml's version");
+  CHECK(std::strcmp(ts_version(), TICKSCORE_VERSION) == 0, "ts_version() equals TICKSCORE_VERSION");
+}
+
+// Scores of every test row through the raw C API, checked against onnxruntime.
+static std::vector<float> test_parity(const std::string& dir, const std::string& name,
+                                      const std::vector<std::vector<float>>& rows) {
+  ts_model* model = nullptr;
+  ts_status s = ts_model_open((dir + "/" + name + "/model.onnx").c_str(), nullptr, &model);
+  CHECK(s == TS_STATUS_OK && model != nullptr, ("open " + name + ": " + last_error()).c_str());
+  std::size_t in_w = 0, out_w = 0;
+  uint32_t lowered = 0;
+  CHECK(ts_model_input_width(model, &in_w) == TS_STATUS_OK && in_w == 61, "input width 61");
+  CHECK(ts_model_score_width(model, &out_w) == TS_STATUS_OK && out_w == 1, "score width 1");
+  CHECK(ts_model_is_lowered(model, &lowered) == TS_STATUS_OK && lowered == 1, "runs on the lowered engine");
+
+  ts_scorer* scorer = nullptr;
+  CHECK(ts_scorer_new(model, &scorer) == TS_STATUS_OK, "scorer");
+  std::vector<float> single(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    s = ts_score(scorer, rows[i].data(), rows[i].size(), &single[i], 1);
+    if (s != TS_STATUS_OK) break;
+  }
+  CHECK(s == TS_STATUS_OK, ("score every row: " + last_error()).c_str());
+
+  std::vector<std::vector<float>> reference = read_rows(dir + "/" + name + "/reference.csv");
+  CHECK(reference.size() == rows.size(), "one reference per row");
+  double worst = 0;
+  for (std::size_t i = 0; i < rows.size() && i < reference.size(); ++i)
+    worst = std::fmax(worst, std::fabs(single[i] - reference[i][0]));
+  std::printf("%-16s max |tickscore - onnxruntime| through the C ABI = %.3g\n", name.c_str(), worst);
+  CHECK(worst <= 1e-5, "scores equal onnxruntime's within 1e-5");
+
+  std::vector<float> flat;
+  for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
+  std::vector<float> batch(rows.size());
+  CHECK(ts_score_batch(scorer, flat.data(), flat.size(), batch.data(), batch.size()) == TS_STATUS_OK, "batch");
+  CHECK(batch == single, "batch equals row by row");
+
+  // The scorer outlives the model handle.
+  ts_model_free(model);
+  float again = 0;
+  CHECK(ts_score(scorer, rows[0].data(), rows[0].size(), &again, 1) == TS_STATUS_OK && again == single[0],
+        "a scorer keeps working after its model handle is freed");
+  ts_scorer_free(scorer);
+  return single;
+}
+
+static void test_two_threads(const std::string& dir, const std::vector<std::vector<float>>& rows,
+                             const std::vector<float>& expected) {
+  tickscore::Model model = tickscore::Model::open(dir + "/german_xgboost/model.onnx");
+  std::vector<int> mismatches(2, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      tickscore::Scorer scorer = model.scorer();
+      for (int round = 0; round < 50; ++round) {
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+          float p = 0;
+          if (scorer.try_score(rows[i].data(), rows[i].size(), &p, 1) != TS_STATUS_OK || p != expected[i])
+            ++mismatches[t];
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(mismatches[0] == 0 && mismatches[1] == 0, "two threads sharing a model score exactly as one");
+}
+
+static void test_errors(const std::string& dir, const std::vector<std::vector<float>>& rows) {
+  const std::string logreg = dir + "/german_logreg/model.onnx";
+  ts_model* model = nullptr;
+  ts_scorer* scorer = nullptr;
+  CHECK(ts_model_open(logreg.c_str(), nullptr, &model) == TS_STATUS_OK, "open");
+  CHECK(ts_scorer_new(model, &scorer) == TS_STATUS_OK, "scorer");
+  std::vector<float> row = rows[0];
+  float out = 42.0f;
+
+  // NULL handles and pointers.
+  CHECK(ts_score(nullptr, row.data(), row.size(), &out, 1) == TS_STATUS_NULL_ARGUMENT, "NULL scorer");
+  CHECK(last_error().find("scorer is NULL") != std::string::npos, "message names the NULL argument");
+  std::size_t w = 0;
+  CHECK(ts_model_input_width(nullptr, &w) == TS_STATUS_NULL_ARGUMENT, "NULL model");
+  CHECK(ts_score(scorer, nullptr, row.size(), &out, 1) == TS_STATUS_NULL_ARGUMENT, "NULL row");
+  CHECK(ts_score(scorer, row.data(), row.size(), nullptr, 1) == TS_STATUS_NULL_ARGUMENT, "NULL out");
+  CHECK(ts_model_open(nullptr, nullptr, &model) == TS_STATUS_NULL_ARGUMENT, "NULL path");
+
+  // Wrong widths: status, message, output untouched.
+  CHECK(ts_score(scorer, row.data(), 60, &out, 1) == TS_STATUS_WIDTH_MISMATCH, "short row");
+  CHECK(last_error().find("takes 61 features, the row has 60") != std::string::npos, "width message");
+  float two[2] = {7, 7};
+  CHECK(ts_score(scorer, row.data(), row.size(), two, 2) == TS_STATUS_OUTPUT_MISMATCH, "output length");
+  CHECK(out == 42.0f && two[0] == 7 && two[1] == 7, "outputs untouched on error");
+
+  // NaN per policy.
+  row[7] = std::nanf("");
+  CHECK(ts_score(scorer, row.data(), row.size(), &out, 1) == TS_STATUS_NON_FINITE, "NaN rejected by default");
+  CHECK(last_error().find("feature 7: NaN") != std::string::npos, "NaN message names the feature");
+  CHECK(out == 42.0f, "output untouched on NaN");
+  row[7] = INFINITY;
+  CHECK(ts_score(scorer, row.data(), row.size(), &out, 1) == TS_STATUS_NON_FINITE, "inf rejected");
+  {
+    tickscore::Model trees =
+        tickscore::Model::open(dir + "/german_xgboost/model.onnx", tickscore::Options().allow_nan());
+    tickscore::Scorer ts = trees.scorer();
+    std::vector<float> nan_row = rows[0];
+    nan_row[7] = std::nanf("");
+    float p = -1;
+    CHECK(ts.try_score(nan_row.data(), nan_row.size(), &p, 1) == TS_STATUS_OK && p >= 0 && p <= 1,
+          "a NaN-passing tree model scores NaN as missing");
+  }
+
+  // Misaligned float pointer.
+  std::vector<char> bytes((row.size() + 1) * sizeof(float));
+  const float* misaligned = reinterpret_cast<const float*>(bytes.data() + 1);
+  CHECK(ts_score(scorer, misaligned, row.size(), &out, 1) == TS_STATUS_INVALID_ARGUMENT, "misaligned row");
+
+  // Files.
+  ts_model* bad = nullptr;
+  CHECK(ts_model_open("/nonexistent/model.onnx", nullptr, &bad) == TS_STATUS_IO && bad == nullptr, "missing file");
+  CHECK(last_error().find("cannot read model file") != std::string::npos, "missing-file message");
+  const char* corrupt = "/tmp/tickscore_cpp_corrupt.onnx";
+  {
+    std::ofstream f(corrupt, std::ios::binary);
+    f << "definitely not an ONNX protobuf \xff\xfe\x01";
+  }
+  CHECK(ts_model_open(corrupt, nullptr, &bad) == TS_STATUS_MALFORMED && bad == nullptr, "corrupt file");
+  std::remove(corrupt);
+
+  // Options.
+  ts_model_options options;
+  CHECK(ts_model_options_default(&options) == TS_STATUS_OK && options.nan_policy == 0, "default options");
+  options.nan_policy = 7;
+  CHECK(ts_model_open(logreg.c_str(), &options, &bad) == TS_STATUS_INVALID_ARGUMENT, "invalid option value");
+  ts_model_options_default(&options);
+  options.expect_width = 60;
+  CHECK(ts_model_open(logreg.c_str(), &options, &bad) == TS_STATUS_INPUT_WIDTH_MISMATCH, "expect_width");
+
+  // Names, messages, buffers.
+  std::size_t len = 0;
+  char small[4];
+  CHECK(ts_model_feature_name(model, 4, small, sizeof small, &len) == TS_STATUS_BUFFER_TOO_SMALL &&
+            len == std::strlen("duration_in_month"),
+        "too-small name buffer reports the length");
+  char name[64];
+  CHECK(ts_model_feature_name(model, 4, name, sizeof name, &len) == TS_STATUS_OK &&
+            std::strcmp(name, "duration_in_month") == 0,
+        "feature name");
+  CHECK(ts_model_feature_name(model, 61, name, sizeof name, &len) == TS_STATUS_INDEX_OUT_OF_RANGE, "name index");
+  char tiny[8];
+  std::size_t full = ts_last_error_message(tiny, sizeof tiny);
+  CHECK(full > 7 && std::strlen(tiny) == 7, "last error truncates to the buffer and reports its length");
+  CHECK(std::strcmp(ts_status_str(9999), "unknown status") == 0, "unknown status code");
+  CHECK(std::strcmp(ts_status_str(TS_STATUS_OK), "ok") == 0, "status text");
+
+  // The C++ wrapper turns statuses into exceptions.
+  bool threw = false;
+  try {
+    tickscore::Model::open("/nonexistent/model.onnx");
+  } catch (const tickscore::Error& e) {
+    threw = e.status() == TS_STATUS_IO && std::string(e.what()).find("cannot read") != std::string::npos;
+  }
+  CHECK(threw, "Model::open throws Error(TS_STATUS_IO)");
+  tickscore::Model m = tickscore::Model::open(logreg);
+  CHECK(m.feature_names().size() == 61 && m.feature_names()[4] == "duration_in_month", "wrapper feature names");
+  tickscore::Scorer sc = m.scorer();
+  threw = false;
+  try {
+    sc.score(std::vector<float>(3, 0.0f));
+  } catch (const tickscore::Error& e) {
+    threw = e.status() == TS_STATUS_WIDTH_MISMATCH;
+  }
+  CHECK(threw, "Scorer::score throws Error(TS_STATUS_WIDTH_MISMATCH)");
+
+  ts_model_free(nullptr);  // no-ops
+  ts_scorer_free(nullptr);
+  ts_scorer_free(scorer);
+  ts_model_free(model);
+}
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s MODELS_DIR\n", argv[0]);
+    return 2;
+  }
+  const std::string dir = argv[1];
+  std::vector<std::vector<float>> rows = read_rows(dir + "/data/german_test.csv");
+  CHECK(rows.size() == 300 && rows[0].size() == 61, "test split read");
+  test_version();
+  test_parity(dir, "german_logreg", rows);
+  std::vector<float> xgb = test_parity(dir, "german_xgboost", rows);
+  test_two_threads(dir, rows, xgb);
+  test_errors(dir, rows);
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}
