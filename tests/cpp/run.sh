@@ -42,3 +42,15 @@ echo "-- C++ against libtickscore.a"
 echo "-- C++ under valgrind"
 valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
   --show-leak-kinds=definite,indirect "$out/test_abi_valgrind" models
+
+echo "-- install, then build a consumer with pkg-config and with CMake"
+prefix="$PWD/$out/prefix"
+scripts/install-lib "$prefix" >/dev/null
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+# shellcheck disable=SC2046
+g++ -std=c++17 -Wall -Wextra -Werror examples/cmake/main.cpp $(pkg-config --cflags --libs tickscore) -pthread \
+  -o "$out/score_row_pkgconfig"
+"$out/score_row_pkgconfig" models/german_logreg/model.onnx
+cmake -S examples/cmake -B "$out/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$out/cmake-build" >/dev/null
+"$out/cmake-build/score_row" models/german_logreg/model.onnx
