@@ -33,9 +33,13 @@ pub mod error;
 pub mod eval;
 pub mod input;
 pub mod model;
+pub mod runtime;
 pub mod scorer;
 pub mod telemetry;
 
 pub use error::{LoadError, NonFiniteKind, ScoreError};
 pub use model::{InputPolicy, LoadOptions, Model, ModelInfo, NonFinitePolicy, Tier, TierChoice};
+pub use runtime::{
+    Engine, EngineConfig, IdleStrategy, RequestError, StageTimes, SubmitError, Ticket,
+};
 pub use scorer::Scorer;

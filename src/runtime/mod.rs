@@ -1,0 +1,565 @@
+//! The worker runtime: a bounded lock-free queue feeding worker threads
+//! pinned to CPU cores, each with its own scorer, and preallocated
+//! completion slots the caller polls or waits on.
+//!
+//! ```text
+//! submit(row) ─► free slot ◄─ row copied in ─► queue (slot index) ─► pinned worker ─► Scorer
+//!     └─► Ticket ─► poll / wait (spin, then futex) ◄─ scores + stage times ◄─┘
+//! ```
+//!
+//! What it must never do: block a submitter (a full queue or no free slot
+//! returns [`SubmitError::Busy`] at once, the row still the caller's),
+//! allocate or lock per request once started (see `tests/runtime.rs`), lose
+//! or duplicate an accepted request (every accepted request completes
+//! exactly once, also across shutdown), or let a model's panic kill a
+//! worker.
+
+mod slot;
+mod worker;
+
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+
+use crate::model::Model;
+use crate::telemetry::LatencySummary;
+pub use slot::{RequestError, StageTimes};
+use slot::{Slot, ABANDONED, DONE, FREE, PARKED, PENDING};
+
+/// What an idle worker does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleStrategy {
+    /// Spin forever: lowest latency, burns its core.
+    BusySpin,
+    /// Spin this long after the last request, then sleep until woken.
+    SpinThenPark(Duration),
+    /// Sleep as soon as the queue is empty (a wake-up costs a futex call).
+    Park,
+}
+
+/// How to build an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Worker threads (default 1).
+    pub workers: usize,
+    /// Cores to pin workers to, in order (default: the cores
+    /// `core_affinity` reports, from the last, so core 0 stays with the
+    /// caller). An empty list leaves workers unpinned.
+    pub cores: Option<Vec<usize>>,
+    /// Requests the queue holds (default 1024); also the number of
+    /// completion slots, so at most this many are in flight.
+    pub queue_depth: usize,
+    /// Idle behaviour (default: spin 50 µs, then park).
+    pub idle: IdleStrategy,
+    /// Longest queue wait before a request is failed with
+    /// [`RequestError::DeadlineExceeded`] instead of being scored late
+    /// (default: none).
+    pub default_deadline: Option<Duration>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 1,
+            cores: None,
+            queue_depth: 1024,
+            idle: IdleStrategy::SpinThenPark(Duration::from_micros(50)),
+            default_deadline: None,
+        }
+    }
+}
+
+/// Why a request was not accepted. The row is untouched and still the
+/// caller's: nothing was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue is full (or every completion slot is in flight). Retry
+    /// later, shed the request, or score inline.
+    #[error("busy: the queue is full")]
+    Busy,
+    /// The engine is shutting down and accepts nothing new.
+    #[error("the engine is shutting down")]
+    ShutDown,
+    /// The row does not have the model's width.
+    #[error("row has {got} features, the model takes {expected}")]
+    WidthMismatch {
+        /// The model's width.
+        expected: usize,
+        /// The row's width.
+        got: usize,
+    },
+}
+
+/// Why an engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The configuration is unusable.
+    #[error("invalid engine configuration: {0}")]
+    Config(String),
+    /// A worker's scorer could not be built.
+    #[error("cannot create a worker's scorer: {0}")]
+    Scorer(#[from] crate::error::LoadError),
+    /// A worker thread could not be started.
+    #[error("cannot start a worker thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// Counters since the engine started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// Requests accepted by `submit`.
+    pub accepted: u64,
+    /// Requests refused with `Busy`.
+    pub busy: u64,
+    /// Requests completed (scored or failed).
+    pub completed: u64,
+    /// Completed with scores.
+    pub scored: u64,
+    /// Failed with `DeadlineExceeded`.
+    pub deadline_exceeded: u64,
+    /// Failed with a scoring error (invalid row, engine failure).
+    pub errors: u64,
+    /// Failed with a contained panic.
+    pub panics: u64,
+}
+
+/// A snapshot of the engine's telemetry, merged over workers.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Counters.
+    pub counters: Counters,
+    /// From submit to a worker taking the request.
+    pub queue_wait: LatencySummary,
+    /// Scoring on the worker.
+    pub compute: LatencySummary,
+    /// From submit to the result being published.
+    pub end_to_end: LatencySummary,
+}
+
+/// Per-worker histograms: queue wait, compute, end to end.
+pub(crate) struct StageHistograms {
+    pub hist: [Histogram<u64>; 3],
+}
+
+impl StageHistograms {
+    fn new() -> StageHistograms {
+        let h = || Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid constant bounds");
+        StageHistograms {
+            hist: [h(), h(), h()],
+        }
+    }
+
+    pub fn record(&mut self, t: &StageTimes) {
+        for (h, v) in self
+            .hist
+            .iter_mut()
+            .zip([t.queue_wait_ns, t.compute_ns, t.end_to_end_ns])
+        {
+            h.saturating_record(v.clamp(1, 60_000_000_000));
+        }
+    }
+}
+
+/// Per-worker counters and histograms. The worker records into `hist` with
+/// `try_lock` (one uncontended CAS) and never waits: while a snapshot holds
+/// the lock, it records into its own spill histograms and merges them next
+/// time.
+pub(crate) struct WorkerStats {
+    pub completed: AtomicU64,
+    pub scored: AtomicU64,
+    pub deadline: AtomicU64,
+    pub errors: AtomicU64,
+    pub panics: AtomicU64,
+    pub hist: Mutex<StageHistograms>,
+}
+
+pub(crate) struct Shared {
+    pub model: Model,
+    pub width: usize,
+    pub score_width: usize,
+    pub queue: ArrayQueue<u32>,
+    pub free: ArrayQueue<u32>,
+    pub slots: Box<[CachePadded<Slot>]>,
+    pub epoch: Instant,
+    pub default_deadline_ns: u64,
+    pub idle: IdleStrategy,
+    /// Requests submitted but not yet pushed (shutdown waits for 0).
+    pub submitting: CachePadded<AtomicU64>,
+    pub accepting: AtomicBool,
+    /// Workers exit once this is set and the queue is empty.
+    pub draining: AtomicBool,
+    /// Futex word sleeping workers wait on; bumped to wake them.
+    pub wake_epoch: CachePadded<AtomicU32>,
+    pub sleepers: CachePadded<AtomicU32>,
+    pub accepted: CachePadded<AtomicU64>,
+    pub busy: CachePadded<AtomicU64>,
+    pub stats: Box<[CachePadded<WorkerStats>]>,
+    /// Test hook: runs on the worker before scoring (e.g. to inject a panic).
+    pub fault: OnceLock<FaultHook>,
+}
+
+/// A function run on the worker before each row is scored (tests use it
+/// to inject panics and stalls).
+pub type FaultHook = Arc<dyn Fn(&[f32]) + Send + Sync>;
+
+impl Shared {
+    pub fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Return a slot to the free list.
+    fn release(&self, ix: u32) {
+        self.slots[ix as usize].state.store(FREE, Ordering::Release);
+        // Cannot fail: there are exactly as many slots as free-list places.
+        let _ = self.free.push(ix);
+    }
+}
+
+/// A request in flight. Poll it with [`Engine::poll`] or wait with
+/// [`Engine::wait`]; dropping it abandons the result (the slot is
+/// recycled when the worker is done).
+#[derive(Debug)]
+#[must_use = "a ticket is the only way to get the result"]
+pub struct Ticket<'e> {
+    engine: &'e Engine,
+    slot: u32,
+}
+
+/// A pool of pinned worker threads scoring one model.
+pub struct Engine {
+    shared: Arc<Shared>,
+    /// Control plane only (shutdown), never touched per request.
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("workers", &self.shared.stats.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Start `config.workers` workers for `model`. Each builds and warms
+    /// its own scorer before this returns.
+    pub fn start(model: &Model, config: &EngineConfig) -> Result<Engine, EngineError> {
+        if config.workers == 0
+            || config.queue_depth == 0
+            || config.queue_depth > u32::MAX as usize / 2
+        {
+            return Err(EngineError::Config(format!(
+                "need at least one worker and a queue depth in 1..2^31 (workers {}, queue_depth {})",
+                config.workers, config.queue_depth
+            )));
+        }
+        let cores: Vec<usize> = match &config.cores {
+            Some(c) => c.clone(),
+            None => core_affinity::get_core_ids()
+                .unwrap_or_default()
+                .iter()
+                .rev()
+                .map(|c| c.id)
+                .collect(),
+        };
+        let info = model.info();
+        let depth = config.queue_depth;
+        let free = ArrayQueue::new(depth);
+        for i in 0..depth as u32 {
+            let _ = free.push(i);
+        }
+        let shared = Arc::new(Shared {
+            model: model.clone(),
+            width: info.input_width,
+            score_width: info.score_width,
+            queue: ArrayQueue::new(depth),
+            free,
+            slots: (0..depth)
+                .map(|_| CachePadded::new(Slot::new(info.input_width, info.score_width)))
+                .collect(),
+            epoch: Instant::now(),
+            default_deadline_ns: config.default_deadline.map_or(0, |d| d.as_nanos() as u64),
+            idle: config.idle,
+            submitting: CachePadded::new(AtomicU64::new(0)),
+            accepting: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
+            wake_epoch: CachePadded::new(AtomicU32::new(0)),
+            sleepers: CachePadded::new(AtomicU32::new(0)),
+            accepted: CachePadded::new(AtomicU64::new(0)),
+            busy: CachePadded::new(AtomicU64::new(0)),
+            stats: (0..config.workers)
+                .map(|_| {
+                    CachePadded::new(WorkerStats {
+                        completed: AtomicU64::new(0),
+                        scored: AtomicU64::new(0),
+                        deadline: AtomicU64::new(0),
+                        errors: AtomicU64::new(0),
+                        panics: AtomicU64::new(0),
+                        hist: Mutex::new(StageHistograms::new()),
+                    })
+                })
+                .collect(),
+            fault: OnceLock::new(),
+        });
+        let mut workers = Vec::with_capacity(config.workers);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        for w in 0..config.workers {
+            let core = (!cores.is_empty()).then(|| cores[w % cores.len()]);
+            let scorer = model.scorer()?;
+            let shared = shared.clone();
+            let ready = ready_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("tickscore-worker-{w}"))
+                .spawn(move || worker::run(shared, w, core, scorer, ready))?;
+            workers.push(handle);
+        }
+        drop(ready_tx);
+        // Every worker has pinned itself and warmed up before traffic.
+        for _ in 0..config.workers {
+            let _ = ready_rx.recv();
+        }
+        Ok(Engine {
+            shared,
+            workers: Mutex::new(workers),
+        })
+    }
+
+    /// Features per row.
+    pub fn input_width(&self) -> usize {
+        self.shared.width
+    }
+
+    /// Scores per row.
+    pub fn score_width(&self) -> usize {
+        self.shared.score_width
+    }
+
+    /// Queue `row` for a worker, with the default deadline. Never blocks.
+    #[inline]
+    pub fn submit(&self, row: &[f32]) -> Result<Ticket<'_>, SubmitError> {
+        self.submit_with_deadline(row, None)
+    }
+
+    /// Queue `row` with its own queue-wait deadline. Never blocks.
+    pub fn submit_with_deadline(
+        &self,
+        row: &[f32],
+        deadline: Option<Duration>,
+    ) -> Result<Ticket<'_>, SubmitError> {
+        let s = &*self.shared;
+        if row.len() != s.width {
+            return Err(SubmitError::WidthMismatch {
+                expected: s.width,
+                got: row.len(),
+            });
+        }
+        s.submitting.fetch_add(1, Ordering::SeqCst);
+        let result = self.push(row, deadline);
+        s.submitting.fetch_sub(1, Ordering::SeqCst);
+        match &result {
+            Ok(_) => s.accepted.fetch_add(1, Ordering::Relaxed),
+            Err(SubmitError::Busy) => s.busy.fetch_add(1, Ordering::Relaxed),
+            Err(_) => 0,
+        };
+        result
+    }
+
+    fn push(&self, row: &[f32], deadline: Option<Duration>) -> Result<Ticket<'_>, SubmitError> {
+        let s = &*self.shared;
+        if !s.accepting.load(Ordering::SeqCst) {
+            return Err(SubmitError::ShutDown);
+        }
+        let ix = s.free.pop().ok_or(SubmitError::Busy)?;
+        let slot = &s.slots[ix as usize];
+        slot.write_input(row);
+        slot.deadline_ns.store(
+            deadline.map_or(s.default_deadline_ns, |d| d.as_nanos() as u64),
+            Ordering::Relaxed,
+        );
+        slot.set_time(0, s.now_ns());
+        slot.state.store(PENDING, Ordering::Relaxed);
+        if s.queue.push(ix).is_err() {
+            // Unreachable while slots == queue depth; keep the slot anyway.
+            s.release(ix);
+            return Err(SubmitError::Busy);
+        }
+        // Pairs with the fence in `worker::sleep`: either the worker sees the
+        // request, or we see it sleeping and wake it.
+        fence(Ordering::SeqCst);
+        if s.sleepers.load(Ordering::Relaxed) > 0 {
+            s.wake_epoch.fetch_add(1, Ordering::Release);
+            atomic_wait::wake_one(&*s.wake_epoch);
+        }
+        Ok(Ticket {
+            engine: self,
+            slot: ix,
+        })
+    }
+
+    /// The result if it is ready: scores into `out` (`score_width` floats),
+    /// or the request's error; `None` (ticket handed back) if still pending.
+    pub fn poll<'e>(
+        &'e self,
+        ticket: Ticket<'e>,
+        out: &mut [f32],
+    ) -> Result<Result<StageTimes, RequestError>, Ticket<'e>> {
+        let slot = &self.shared.slots[ticket.slot as usize];
+        if slot.state.load(Ordering::Acquire) == DONE {
+            Ok(self.take(ticket, out))
+        } else {
+            Err(ticket)
+        }
+    }
+
+    /// Wait for the result: spin briefly, then sleep until the worker wakes
+    /// us. Scores go to `out` (`score_width` floats).
+    pub fn wait(&self, ticket: Ticket<'_>, out: &mut [f32]) -> Result<StageTimes, RequestError> {
+        let slot = &self.shared.slots[ticket.slot as usize];
+        for _ in 0..20_000 {
+            if slot.state.load(Ordering::Acquire) == DONE {
+                return self.take(ticket, out);
+            }
+            std::hint::spin_loop();
+        }
+        // Announce that we sleep; the worker's swap to DONE sees it and wakes us.
+        if slot
+            .state
+            .compare_exchange(PENDING, PARKED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            while slot.state.load(Ordering::Acquire) == PARKED {
+                atomic_wait::wait(&slot.state, PARKED);
+            }
+        }
+        self.take(ticket, out)
+    }
+
+    fn take(&self, ticket: Ticket<'_>, out: &mut [f32]) -> Result<StageTimes, RequestError> {
+        let ix = ticket.slot;
+        std::mem::forget(ticket);
+        let slot = &self.shared.slots[ix as usize];
+        let outcome = slot.outcome();
+        if outcome.is_ok() {
+            let n = out.len().min(self.shared.score_width);
+            slot.read_output(&mut out[..n]);
+        }
+        let times = slot.stage_times();
+        self.shared.release(ix);
+        outcome.map(|()| times)
+    }
+
+    /// Counters and per-stage latency percentiles, merged over workers.
+    /// Allocates; never on a worker's hot path.
+    pub fn snapshot(&self) -> Snapshot {
+        let s = &*self.shared;
+        let mut merged = StageHistograms::new();
+        let mut c = Counters {
+            accepted: s.accepted.load(Ordering::Relaxed),
+            busy: s.busy.load(Ordering::Relaxed),
+            ..Counters::default()
+        };
+        for w in s.stats.iter() {
+            c.completed += w.completed.load(Ordering::Relaxed);
+            c.scored += w.scored.load(Ordering::Relaxed);
+            c.deadline_exceeded += w.deadline.load(Ordering::Relaxed);
+            c.errors += w.errors.load(Ordering::Relaxed);
+            c.panics += w.panics.load(Ordering::Relaxed);
+            let h = w.hist.lock();
+            for (m, x) in merged.hist.iter_mut().zip(h.hist.iter()) {
+                let _ = m.add(x);
+            }
+        }
+        let summary = |h: &Histogram<u64>| LatencySummary {
+            count: h.len(),
+            mean_ns: h.mean(),
+            p50_ns: h.value_at_quantile(0.5),
+            p90_ns: h.value_at_quantile(0.9),
+            p99_ns: h.value_at_quantile(0.99),
+            p999_ns: h.value_at_quantile(0.999),
+            max_ns: h.max(),
+        };
+        Snapshot {
+            counters: c,
+            queue_wait: summary(&merged.hist[0]),
+            compute: summary(&merged.hist[1]),
+            end_to_end: summary(&merged.hist[2]),
+        }
+    }
+
+    /// Stop accepting, complete every accepted request, join the workers.
+    /// Tickets still held stay valid until dropped or taken. Safe to call
+    /// from any thread, while others submit (they get `ShutDown`), and more
+    /// than once.
+    pub fn shutdown(&self) {
+        let s = &*self.shared;
+        s.accepting.store(false, Ordering::SeqCst);
+        // A submit that passed the check before we closed may still push.
+        while s.submitting.load(Ordering::SeqCst) != 0 {
+            std::hint::spin_loop();
+        }
+        s.draining.store(true, Ordering::SeqCst);
+        s.wake_epoch.fetch_add(1, Ordering::Release);
+        atomic_wait::wake_all(&*s.wake_epoch);
+        let handles: Vec<JoinHandle<()>> = self.workers.lock().drain(..).collect();
+        for handle in handles {
+            let _ = handle.join();
+        }
+    }
+
+    #[doc(hidden)]
+    /// Test hook: run `hook` on the worker before each row is scored (to
+    /// inject panics). Can be set once.
+    pub fn set_fault_injection(&self, hook: FaultHook) {
+        let _ = self.shared.fault.set(hook);
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        // Abandoned: let the worker recycle the slot, or recycle it now if done.
+        let s = &*self.engine.shared;
+        let slot = &s.slots[self.slot as usize];
+        let mut state = slot.state.load(Ordering::Acquire);
+        loop {
+            match state {
+                DONE => {
+                    s.release(self.slot);
+                    return;
+                }
+                PENDING | PARKED => match slot.state.compare_exchange(
+                    state,
+                    ABANDONED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return,
+                    Err(now) => state = now,
+                },
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Publish a slot's result (called by workers): DONE, waking a parked
+/// caller, or recycling an abandoned slot.
+pub(crate) fn publish(shared: &Shared, ix: u32) {
+    let slot = &shared.slots[ix as usize];
+    match slot.state.swap(DONE, Ordering::AcqRel) {
+        PARKED => atomic_wait::wake_one(&slot.state),
+        ABANDONED => shared.release(ix),
+        _ => {}
+    }
+}

@@ -1,0 +1,179 @@
+//! Completion slots: preallocated places where a request's row, scores,
+//! outcome and stage timestamps live between submit and completion.
+//!
+//! Everything a caller and a worker share is an atomic (floats as `u32`
+//! bits), so no `unsafe` is needed: the slot index travels through the
+//! work queue, whose push/pop are release/acquire, and the `state` word
+//! publishes the result. Relaxed loads and stores of the data are ordered
+//! by those two edges.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::error::{NonFiniteKind, ScoreError};
+
+/// The slot is on the free list.
+pub(crate) const FREE: u32 = 0;
+/// Queued or being scored; the caller may poll.
+pub(crate) const PENDING: u32 = 1;
+/// Pending, and the caller is asleep on `state` (the worker must wake it).
+pub(crate) const PARKED: u32 = 2;
+/// Result written; the caller may read it.
+pub(crate) const DONE: u32 = 3;
+/// The caller dropped its ticket; the worker frees the slot when done.
+pub(crate) const ABANDONED: u32 = 4;
+
+/// Why a request produced no scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The row was invalid (width, NaN/inf per policy) or the engine failed.
+    #[error(transparent)]
+    Score(#[from] ScoreError),
+    /// The request waited in the queue longer than its deadline and was not
+    /// scored. Retry, shed load, or use a fallback.
+    #[error("deadline exceeded in the queue")]
+    DeadlineExceeded,
+    /// The model panicked on this request; the panic was contained and the
+    /// worker carries on. Report it.
+    #[error("the model panicked on this request (contained)")]
+    Panicked,
+}
+
+/// Outcome codes stored in a slot.
+const OK: u32 = 0;
+const DEADLINE: u32 = 1;
+const PANICKED: u32 = 2;
+const WIDTH: u32 = 3;
+const OUTPUT: u32 = 4;
+const NON_FINITE: u32 = 5;
+const ENGINE: u32 = 6;
+
+/// Stage timestamps of one request, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StageTimes {
+    /// From submit to a worker taking the request.
+    pub queue_wait_ns: u64,
+    /// Scoring on the worker.
+    pub compute_ns: u64,
+    /// From submit to the result being published.
+    pub end_to_end_ns: u64,
+}
+
+pub(crate) struct Slot {
+    pub state: AtomicU32,
+    input: Box<[AtomicU32]>,
+    output: Box<[AtomicU32]>,
+    outcome: [AtomicU32; 3],
+    /// submitted, started, completed (ns since the engine's epoch).
+    times: [AtomicU64; 3],
+    /// Deadline for the queue wait, ns; 0 = none.
+    pub deadline_ns: AtomicU64,
+}
+
+impl Slot {
+    pub fn new(width: usize, scores: usize) -> Slot {
+        Slot {
+            state: AtomicU32::new(FREE),
+            input: (0..width).map(|_| AtomicU32::new(0)).collect(),
+            output: (0..scores).map(|_| AtomicU32::new(0)).collect(),
+            outcome: Default::default(),
+            times: Default::default(),
+            deadline_ns: AtomicU64::new(0),
+        }
+    }
+
+    pub fn write_input(&self, row: &[f32]) {
+        for (cell, v) in self.input.iter().zip(row) {
+            cell.store(v.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    pub fn read_input(&self, row: &mut [f32]) {
+        for (v, cell) in row.iter_mut().zip(self.input.iter()) {
+            *v = f32::from_bits(cell.load(Ordering::Relaxed));
+        }
+    }
+
+    pub fn write_output(&self, scores: &[f32]) {
+        for (cell, v) in self.output.iter().zip(scores) {
+            cell.store(v.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    pub fn read_output(&self, out: &mut [f32]) {
+        for (v, cell) in out.iter_mut().zip(self.output.iter()) {
+            *v = f32::from_bits(cell.load(Ordering::Relaxed));
+        }
+    }
+
+    pub fn set_time(&self, which: usize, ns: u64) {
+        self.times[which].store(ns, Ordering::Relaxed);
+    }
+
+    pub fn time(&self, which: usize) -> u64 {
+        self.times[which].load(Ordering::Relaxed)
+    }
+
+    pub fn stage_times(&self) -> StageTimes {
+        let (s, b, c) = (self.time(0), self.time(1), self.time(2));
+        StageTimes {
+            queue_wait_ns: b.saturating_sub(s),
+            compute_ns: c.saturating_sub(b),
+            end_to_end_ns: c.saturating_sub(s),
+        }
+    }
+
+    pub fn set_outcome(&self, outcome: Result<(), RequestError>) {
+        let (code, a, b) = match outcome {
+            Ok(()) => (OK, 0, 0),
+            Err(RequestError::DeadlineExceeded) => (DEADLINE, 0, 0),
+            Err(RequestError::Panicked) => (PANICKED, 0, 0),
+            Err(RequestError::Score(e)) => match e {
+                ScoreError::WidthMismatch { expected, got } => (WIDTH, expected as u32, got as u32),
+                ScoreError::OutputMismatch { expected, got } => {
+                    (OUTPUT, expected as u32, got as u32)
+                }
+                ScoreError::NonFinite { column, kind, .. } => (
+                    NON_FINITE,
+                    column as u32,
+                    match kind {
+                        NonFiniteKind::NaN => 0,
+                        NonFiniteKind::PosInf => 1,
+                        NonFiniteKind::NegInf => 2,
+                    },
+                ),
+                ScoreError::Engine => (ENGINE, 0, 0),
+            },
+        };
+        for (cell, v) in self.outcome.iter().zip([code, a, b]) {
+            cell.store(v, Ordering::Relaxed);
+        }
+    }
+
+    pub fn outcome(&self) -> Result<(), RequestError> {
+        let [code, a, b] = [0, 1, 2].map(|i| self.outcome[i].load(Ordering::Relaxed));
+        let score = |e| Err(RequestError::Score(e));
+        match code {
+            OK => Ok(()),
+            DEADLINE => Err(RequestError::DeadlineExceeded),
+            PANICKED => Err(RequestError::Panicked),
+            WIDTH => score(ScoreError::WidthMismatch {
+                expected: a as usize,
+                got: b as usize,
+            }),
+            OUTPUT => score(ScoreError::OutputMismatch {
+                expected: a as usize,
+                got: b as usize,
+            }),
+            NON_FINITE => score(ScoreError::NonFinite {
+                row: 0,
+                column: a as usize,
+                kind: match b {
+                    0 => NonFiniteKind::NaN,
+                    1 => NonFiniteKind::PosInf,
+                    _ => NonFiniteKind::NegInf,
+                },
+            }),
+            _ => score(ScoreError::Engine),
+        }
+    }
+}

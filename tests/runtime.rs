@@ -1,0 +1,386 @@
+//! The worker runtime: every accepted request completes exactly once with
+//! the score the inline path gives, under load, across shutdown, and with
+//! queue-full, deadline and panic faults counted exactly.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tickscore::input::FeatureRows;
+use tickscore::runtime::FaultHook;
+use tickscore::{
+    Engine, EngineConfig, IdleStrategy, LoadOptions, Model, RequestError, SubmitError, Ticket,
+};
+
+fn model(name: &str) -> Model {
+    Model::load(common::model_path(name), &LoadOptions::default()).unwrap()
+}
+
+fn inline_scores(model: &Model, rows: &FeatureRows) -> Vec<f32> {
+    let mut scorer = model.scorer().unwrap();
+    let mut out = vec![0f32; rows.rows()];
+    for (i, o) in out.iter_mut().enumerate() {
+        scorer.score(rows.row(i), std::slice::from_mut(o)).unwrap();
+    }
+    out
+}
+
+struct ProducerTally {
+    submitted: u64,
+    accepted: u64,
+    busy: u64,
+    completed: u64,
+    wrong: u64,
+    shut_down: bool,
+}
+
+/// Submit `n` requests (rows cycled), keeping up to `window` in flight;
+/// stop early if the engine shuts down. Checks every score.
+fn produce(
+    engine: &Engine,
+    rows: &FeatureRows,
+    expected: &[f32],
+    n: usize,
+    offset: usize,
+) -> ProducerTally {
+    let mut t = ProducerTally {
+        submitted: 0,
+        accepted: 0,
+        busy: 0,
+        completed: 0,
+        wrong: 0,
+        shut_down: false,
+    };
+    let mut in_flight: VecDeque<(Ticket<'_>, usize)> = VecDeque::with_capacity(64);
+    let mut out = [0f32];
+    let mut settle = |(ticket, row): (Ticket<'_>, usize), t: &mut ProducerTally| {
+        match engine.wait(ticket, &mut out) {
+            Ok(_) if out[0] == expected[row] => {}
+            _ => t.wrong += 1,
+        }
+        t.completed += 1;
+    };
+    let mut i = 0;
+    while i < n {
+        let row = (i + offset) % rows.rows();
+        t.submitted += 1;
+        match engine.submit(rows.row(row)) {
+            Ok(ticket) => {
+                t.accepted += 1;
+                in_flight.push_back((ticket, row));
+                i += 1;
+            }
+            Err(SubmitError::Busy) => {
+                t.busy += 1;
+                if let Some(front) = in_flight.pop_front() {
+                    settle(front, &mut t);
+                }
+            }
+            Err(SubmitError::ShutDown) => {
+                t.shut_down = true;
+                break;
+            }
+            Err(e) => panic!("unexpected submit error {e}"),
+        }
+        if in_flight.len() >= 32 {
+            let front = in_flight.pop_front().unwrap();
+            settle(front, &mut t);
+        }
+    }
+    while let Some(front) = in_flight.pop_front() {
+        settle(front, &mut t);
+    }
+    t
+}
+
+fn stress(workers: usize, per_producer: usize) {
+    let model = model("german_logreg");
+    let rows = common::test_rows(&model);
+    let expected = inline_scores(&model, &rows);
+    let config = EngineConfig {
+        workers,
+        // Two producers keep up to 64 in flight: a 40-deep queue makes them
+        // meet Busy, so accepted + busy = submitted is tested for real.
+        queue_depth: 40,
+        idle: IdleStrategy::SpinThenPark(Duration::from_micros(20)),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(&model, &config).unwrap();
+    let tallies: Vec<ProducerTally> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|p| {
+                let (engine, rows, expected) = (&engine, &rows, &expected);
+                s.spawn(move || produce(engine, rows, expected, per_producer, p * 7))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    engine.shutdown();
+    let snap = engine.snapshot();
+    let sum = |f: fn(&ProducerTally) -> u64| tallies.iter().map(f).sum::<u64>();
+    println!("{workers} worker(s): {:?}", snap.counters);
+    assert_eq!(
+        sum(|t| t.accepted),
+        2 * per_producer as u64,
+        "every request eventually accepted"
+    );
+    assert_eq!(
+        sum(|t| t.accepted) + sum(|t| t.busy),
+        sum(|t| t.submitted),
+        "accepted + busy = submitted"
+    );
+    assert_eq!(
+        sum(|t| t.completed),
+        sum(|t| t.accepted),
+        "0 lost: each accepted request completed once"
+    );
+    assert_eq!(sum(|t| t.wrong), 0, "every score equals the inline score");
+    assert_eq!(snap.counters.accepted, sum(|t| t.accepted));
+    assert_eq!(snap.counters.busy, sum(|t| t.busy));
+    assert_eq!(
+        snap.counters.completed, snap.counters.accepted,
+        "0 duplicated: one completion each"
+    );
+    assert_eq!(snap.counters.scored, snap.counters.accepted);
+    assert_eq!(
+        snap.end_to_end.count, snap.counters.completed,
+        "every completion timed"
+    );
+    assert!(snap.counters.busy > 0, "the load met a full queue");
+}
+
+#[test]
+fn two_producers_one_million_each_one_worker() {
+    stress(1, 1_000_000);
+}
+
+#[test]
+fn two_producers_one_million_each_two_workers() {
+    stress(2, 1_000_000);
+}
+
+#[test]
+fn shutdown_in_the_middle_of_the_load_loses_nothing() {
+    let model = model("german_xgboost");
+    let rows = common::test_rows(&model);
+    let expected = inline_scores(&model, &rows);
+    let engine = Engine::start(
+        &model,
+        &EngineConfig {
+            workers: 2,
+            queue_depth: 32,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    let tallies: Vec<ProducerTally> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|p| {
+                let (engine, rows, expected) = (&engine, &rows, &expected);
+                s.spawn(move || produce(engine, rows, expected, usize::MAX, p))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        engine.shutdown();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let snap = engine.snapshot();
+    let accepted: u64 = tallies.iter().map(|t| t.accepted).sum();
+    assert!(
+        tallies.iter().all(|t| t.shut_down),
+        "producers saw ShutDown"
+    );
+    assert!(accepted > 1000, "load was running ({accepted} accepted)");
+    assert_eq!(
+        tallies.iter().map(|t| t.completed).sum::<u64>(),
+        accepted,
+        "every accepted request completed"
+    );
+    assert_eq!(tallies.iter().map(|t| t.wrong).sum::<u64>(), 0);
+    assert_eq!(snap.counters.completed, accepted);
+    assert!(matches!(
+        engine.submit(rows.row(0)),
+        Err(SubmitError::ShutDown)
+    ));
+}
+
+/// A hook that holds the worker while `gate` is closed.
+fn gated(gate: &Arc<AtomicBool>) -> FaultHook {
+    let gate = gate.clone();
+    Arc::new(move |_row: &[f32]| {
+        while !gate.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    })
+}
+
+#[test]
+fn a_full_queue_refuses_at_once_and_counts_exactly() {
+    let model = model("german_logreg");
+    let rows = common::test_rows(&model);
+    let engine = Engine::start(
+        &model,
+        &EngineConfig {
+            workers: 1,
+            queue_depth: 4,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    let gate = Arc::new(AtomicBool::new(false));
+    engine.set_fault_injection(gated(&gate));
+    let tickets: Vec<Ticket<'_>> = (0..4)
+        .map(|i| engine.submit(rows.row(i)).expect("room for 4"))
+        .collect();
+    // The worker holds one request; three wait; the fourth slot is taken too.
+    let t0 = std::time::Instant::now();
+    assert_eq!(engine.submit(rows.row(5)).unwrap_err(), SubmitError::Busy);
+    assert_eq!(engine.submit(rows.row(6)).unwrap_err(), SubmitError::Busy);
+    assert!(
+        t0.elapsed() < Duration::from_millis(50),
+        "Busy is returned at once"
+    );
+    gate.store(true, Ordering::Release);
+    let mut out = [0f32];
+    for t in tickets {
+        engine.wait(t, &mut out).unwrap();
+    }
+    let c = engine.snapshot().counters;
+    assert_eq!((c.accepted, c.busy, c.completed, c.scored), (4, 2, 4, 4));
+}
+
+#[test]
+fn requests_past_their_deadline_are_not_scored() {
+    let model = model("german_logreg");
+    let rows = common::test_rows(&model);
+    let engine = Engine::start(
+        &model,
+        &EngineConfig {
+            workers: 1,
+            queue_depth: 16,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    let gate = Arc::new(AtomicBool::new(false));
+    engine.set_fault_injection(gated(&gate));
+    let first = engine.submit(rows.row(0)).unwrap();
+    std::thread::sleep(Duration::from_millis(5)); // the worker now holds `first`
+    let late: Vec<Ticket<'_>> = (1..4)
+        .map(|i| {
+            engine
+                .submit_with_deadline(rows.row(i), Some(Duration::from_millis(1)))
+                .unwrap()
+        })
+        .collect();
+    let patient = engine
+        .submit_with_deadline(rows.row(4), Some(Duration::from_secs(60)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    gate.store(true, Ordering::Release);
+    let mut out = [0f32];
+    assert!(engine.wait(first, &mut out).is_ok());
+    for t in late {
+        assert_eq!(
+            engine.wait(t, &mut out),
+            Err(RequestError::DeadlineExceeded)
+        );
+    }
+    assert!(engine.wait(patient, &mut out).is_ok());
+    let c = engine.snapshot().counters;
+    assert_eq!((c.completed, c.scored, c.deadline_exceeded), (5, 2, 3));
+}
+
+#[test]
+fn a_panicking_model_fails_the_request_not_the_worker() {
+    let model = model("german_logreg");
+    let rows = common::test_rows(&model);
+    let expected = inline_scores(&model, &rows);
+    let engine = Engine::start(&model, &EngineConfig::default()).unwrap();
+    engine.set_fault_injection(Arc::new(|row: &[f32]| {
+        if row[0] == 999.0 {
+            panic!("injected fault");
+        }
+    }));
+    let mut out = [0f32];
+    let (mut scored, mut panicked) = (0, 0);
+    for (i, want) in expected.iter().enumerate().take(10) {
+        let mut row = rows.row(i).to_vec();
+        if i % 3 == 0 {
+            row[0] = 999.0;
+        }
+        match engine.wait(engine.submit(&row).unwrap(), &mut out) {
+            Ok(_) => {
+                assert_eq!(out[0], *want);
+                scored += 1;
+            }
+            Err(RequestError::Panicked) => panicked += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((scored, panicked), (6, 4));
+    let c = engine.snapshot().counters;
+    assert_eq!((c.completed, c.scored, c.panics), (10, 6, 4));
+}
+
+#[test]
+fn invalid_rows_and_parked_waiters_and_abandoned_tickets() {
+    let model = model("german_logreg");
+    let rows = common::test_rows(&model);
+    let engine = Engine::start(
+        &model,
+        &EngineConfig {
+            workers: 1,
+            queue_depth: 8,
+            idle: IdleStrategy::Park,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        engine.submit(&rows.values[..3]).unwrap_err(),
+        SubmitError::WidthMismatch {
+            expected: 61,
+            got: 3
+        }
+    );
+    let mut nan = rows.row(0).to_vec();
+    nan[2] = f32::NAN;
+    let mut out = [0f32];
+    assert!(matches!(
+        engine.wait(engine.submit(&nan).unwrap(), &mut out),
+        Err(RequestError::Score(tickscore::ScoreError::NonFinite {
+            column: 2,
+            ..
+        }))
+    ));
+    // A waiter that parks (the worker is held for 10 ms) is woken.
+    let gate = Arc::new(AtomicBool::new(false));
+    engine.set_fault_injection(gated(&gate));
+    let t = engine.submit(rows.row(1)).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(10));
+            gate.store(true, Ordering::Release);
+        });
+        assert!(engine.wait(t, &mut out).is_ok());
+    });
+    // Dropped tickets recycle their slots: far more submissions than slots.
+    for i in 0..100 {
+        loop {
+            match engine.submit(rows.row(i % rows.rows())) {
+                Ok(t) => {
+                    drop(t);
+                    break;
+                }
+                Err(SubmitError::Busy) => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    engine.shutdown();
+    assert_eq!(engine.snapshot().counters.completed, 102);
+}
