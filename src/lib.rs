@@ -32,6 +32,7 @@
 pub mod error;
 pub mod eval;
 pub mod input;
+pub mod loadgen;
 pub mod model;
 pub mod runtime;
 pub mod scorer;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand, ValueEnum};
 use tickscore::input::{read_features_by_name, read_features_file, read_labels_file};
 use tickscore::telemetry::{human_ns, LatencyRecorder};
-use tickscore::{eval, InputPolicy, LoadOptions, Model, NonFinitePolicy, TierChoice};
+use tickscore::{eval, loadgen, InputPolicy, LoadOptions, Model, NonFinitePolicy, TierChoice};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -60,12 +60,54 @@ enum Command {
         #[arg(long)]
         allow_non_finite: bool,
     },
+    /// Latency benchmark with HdrHistogram output: open loop at a fixed
+    /// rate (latency from each request's due time), or closed loop.
+    Bench {
+        /// The ONNX model, or the name of a bundled model.
+        #[arg(long)]
+        model: String,
+        /// Rows to cycle through (default: the bundled German test split,
+        /// read by the model's feature names).
+        #[arg(long)]
+        rows: Option<PathBuf>,
+        /// Inline on this thread, or through the worker runtime.
+        #[arg(long, value_enum, default_value_t = PathArg::Inline)]
+        path: PathArg,
+        /// Requests per second (default: half the capacity measured by a
+        /// short closed-loop calibration).
+        #[arg(long, conflicts_with = "closed")]
+        rate: Option<f64>,
+        /// Closed loop: maximum throughput (hides stalls in the latencies).
+        #[arg(long)]
+        closed: bool,
+        /// Run length in seconds (default 5).
+        #[arg(long, conflicts_with = "requests")]
+        duration: Option<f64>,
+        /// Run length in requests.
+        #[arg(long)]
+        requests: Option<usize>,
+        /// Worker threads (ring path).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Directory for the .hgrm, .svg and .json files.
+        #[arg(long, default_value = "report")]
+        out: PathBuf,
+        /// Also write the JSON summary here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Describe a model: layout, tier and lowered kernels.
     Inspect {
         /// The ONNX model.
         #[arg(long)]
         model: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum PathArg {
+    Inline,
+    Ring,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -89,6 +131,29 @@ fn main() -> ExitCode {
             allow_non_finite,
         } => score(&model, &input, &output, tier, allow_non_finite),
         Command::Inspect { model } => inspect(&model),
+        Command::Bench {
+            model,
+            rows,
+            path,
+            rate,
+            closed,
+            duration,
+            requests,
+            workers,
+            out,
+            json,
+        } => bench(BenchArgs {
+            model,
+            rows,
+            path,
+            rate,
+            closed,
+            duration,
+            requests,
+            workers,
+            out,
+            json,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -170,6 +235,185 @@ fn score(
     } else {
         std::fs::write(output, text).map_err(|e| format!("{}: {e}", output.display()))?;
     }
+    Ok(())
+}
+
+struct BenchArgs {
+    model: String,
+    rows: Option<PathBuf>,
+    path: PathArg,
+    rate: Option<f64>,
+    closed: bool,
+    duration: Option<f64>,
+    requests: Option<usize>,
+    workers: usize,
+    out: PathBuf,
+    json: Option<PathBuf>,
+}
+
+fn bench(a: BenchArgs) -> CliResult {
+    let dir = models_dir(None);
+    let model_path = if Path::new(&a.model).is_file() {
+        PathBuf::from(&a.model)
+    } else {
+        dir.join(&a.model).join("model.onnx")
+    };
+    let name = model_path
+        .parent()
+        .and_then(|p| p.file_name())
+        .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
+    let model = Model::load(&model_path, &options(TierArg::Auto, true))
+        .map_err(|e| format!("{}: {e}", model_path.display()))?;
+    let info = model.info();
+    let rows_path = a
+        .rows
+        .unwrap_or_else(|| dir.join("data").join("german_test.csv"));
+    let rows = match &info.feature_names {
+        Some(names) => read_features_by_name(&rows_path, names),
+        None => read_features_file(&rows_path, info.input_width, None),
+    }
+    .map_err(|e| format!("{}: {e}", rows_path.display()))?;
+    let w = info.input_width;
+    let mut scorer = model.scorer()?;
+    let engine = match a.path {
+        PathArg::Ring => Some(tickscore::Engine::start(
+            &model,
+            &tickscore::EngineConfig {
+                workers: a.workers,
+                ..tickscore::EngineConfig::default()
+            },
+        )?),
+        PathArg::Inline => None,
+    };
+    fn target<'a>(
+        engine: &'a Option<tickscore::Engine>,
+        scorer: &'a mut tickscore::Scorer,
+    ) -> loadgen::Target<'a> {
+        match engine {
+            Some(e) => loadgen::Target::Ring {
+                engine: e,
+                in_flight: 256,
+            },
+            None => loadgen::Target::Inline(scorer),
+        }
+    }
+    let pacing = if a.closed {
+        loadgen::Pacing::Closed
+    } else if let Some(r) = a.rate {
+        loadgen::Pacing::Rate(r)
+    } else {
+        let cal = loadgen::run(
+            target(&engine, &mut scorer),
+            &rows.values,
+            w,
+            loadgen::Pacing::Closed,
+            20_000,
+            |_| {},
+            |_| {},
+        );
+        let rate = (cal.throughput() * 0.5).max(1.0);
+        eprintln!(
+            "calibration: {:.0} req/s closed loop; open loop at 50%: {rate:.0} req/s",
+            cal.throughput()
+        );
+        loadgen::Pacing::Rate(rate)
+    };
+    let requests = match (a.requests, pacing) {
+        (Some(n), _) => n,
+        (None, loadgen::Pacing::Rate(r)) => (r * a.duration.unwrap_or(5.0)).ceil() as usize,
+        (None, loadgen::Pacing::Closed) => 1_000_000,
+    };
+    let show_progress = matches!(pacing, loadgen::Pacing::Rate(r) if requests as f64 / r > 2.0);
+    let run = loadgen::run(
+        target(&engine, &mut scorer),
+        &rows.values,
+        w,
+        pacing,
+        requests,
+        |_| {},
+        |done| {
+            if show_progress {
+                let frac = done as f64 / requests as f64;
+                let bar = (frac * 40.0) as usize;
+                eprint!(
+                    "\r[{}{}] {:>3.0}%",
+                    "#".repeat(bar),
+                    " ".repeat(40 - bar),
+                    frac * 100.0
+                );
+            }
+        },
+    );
+    if show_progress {
+        eprintln!("\r[{}] 100%", "#".repeat(40));
+    }
+    let h = &run.histogram;
+    let q = |p: f64| h.value_at_quantile(p);
+    let path_name = if a.path == PathArg::Ring {
+        "ring"
+    } else {
+        "inline"
+    };
+    let (pacing_name, rate) = match pacing {
+        loadgen::Pacing::Rate(r) => ("open", r),
+        loadgen::Pacing::Closed => ("closed", 0.0),
+    };
+    println!(
+        "{name} {path_name} {pacing_name} loop: {} requests in {:.2} s",
+        run.requests,
+        run.elapsed.as_secs_f64()
+    );
+    println!(
+        "{:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean", "throughput"
+    );
+    println!(
+        "{:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10.0}/s",
+        human_ns(q(0.5) as f64),
+        human_ns(q(0.9) as f64),
+        human_ns(q(0.99) as f64),
+        human_ns(q(0.999) as f64),
+        human_ns(q(0.9999) as f64),
+        human_ns(h.max() as f64),
+        human_ns(h.mean()),
+        run.throughput()
+    );
+    if run.errors > 0 || run.busy > 0 {
+        println!("errors {}  busy (retried) {}", run.errors, run.busy);
+    }
+    let json = format!(
+        "{{\"model\":\"{name}\",\"path\":\"{path_name}\",\"pacing\":\"{pacing_name}\",\"rate_per_s\":{rate},\"workers\":{},\"count\":{},\"p50_ns\":{},\"p90_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"p9999_ns\":{},\"max_ns\":{},\"mean_ns\":{:.1},\"throughput_per_s\":{:.1},\"errors\":{},\"busy\":{}}}\n",
+        if a.path == PathArg::Ring { a.workers } else { 0 },
+        run.requests,
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(0.999),
+        q(0.9999),
+        h.max(),
+        h.mean(),
+        run.throughput(),
+        run.errors,
+        run.busy
+    );
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let stem = a.out.join(format!("{name}-{path_name}-{pacing_name}"));
+    let write = |ext: &str, text: &str| -> Result<PathBuf, String> {
+        let p = stem.with_extension(ext);
+        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+        Ok(p)
+    };
+    let title = format!("{name}, {path_name} path, {pacing_name} loop");
+    let files = [
+        write("hgrm", &loadgen::hgrm(h))?,
+        write("svg", &loadgen::svg(&title, &[(path_name, h)]))?,
+        write("json", &json)?,
+    ];
+    if let Some(j) = &a.json {
+        std::fs::write(j, &json).map_err(|e| format!("{}: {e}", j.display()))?;
+    }
+    let listed: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    println!("wrote {}", listed.join(", "));
     Ok(())
 }
 

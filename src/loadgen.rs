@@ -1,0 +1,376 @@
+//! Load generation for benchmarks: open loop at a fixed rate (the
+//! coordinated-omission-free method of wrk2) or closed loop, over the
+//! inline path or the worker runtime, into an HdrHistogram.
+//!
+//! Open loop: request `i` is due at `t0 + i / rate`; the sender busy-waits
+//! for that instant (sleeps are far too coarse at microsecond rates) and
+//! each latency is measured from the *due* time, so a stall delays every
+//! request queued behind it and shows in the tail instead of vanishing.
+//! Closed loop: the next request goes as soon as the last one finished
+//! (maximum throughput; its latencies hide stalls).
+//!
+//! Never on a scoring hot path: this module is a client of the engine.
+
+#![forbid(unsafe_code)]
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::runtime::{Engine, SubmitError, Ticket};
+use crate::scorer::Scorer;
+
+/// How requests are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pacing {
+    /// Open loop at this many requests per second.
+    Rate(f64),
+    /// Closed loop: back to back.
+    Closed,
+}
+
+/// Where requests go.
+pub enum Target<'a> {
+    /// `Scorer::score` on this thread.
+    Inline(&'a mut Scorer),
+    /// `Engine::submit` + completion, up to `in_flight` outstanding.
+    Ring {
+        /// The engine.
+        engine: &'a Engine,
+        /// Most requests outstanding at once (open loop).
+        in_flight: usize,
+    },
+}
+
+/// A finished run.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Latency per request, ns (from the due time in open loop).
+    pub histogram: Histogram<u64>,
+    /// Requests completed (scored or failed).
+    pub requests: u64,
+    /// Requests that failed (invalid row, deadline, panic).
+    pub errors: u64,
+    /// Submissions refused with Busy (ring path; retried until accepted).
+    pub busy: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// Completed requests per second.
+    pub fn throughput(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid constant bounds")
+}
+
+/// Run `requests` requests over `rows` (`width` floats each, cycled).
+/// `hook(i)` runs before request `i` is sent (tests use it to inject a
+/// stall); `progress(done)` is called about every 1/16 of the run.
+pub fn run(
+    target: Target<'_>,
+    rows: &[f32],
+    width: usize,
+    pacing: Pacing,
+    requests: usize,
+    mut hook: impl FnMut(usize),
+    mut progress: impl FnMut(usize),
+) -> Run {
+    let n_rows = (rows.len() / width).max(1);
+    let row = |i: usize| &rows[(i % n_rows) * width..(i % n_rows + 1) * width];
+    let interval_ns = match pacing {
+        Pacing::Rate(r) if r > 0.0 => 1e9 / r,
+        _ => 0.0,
+    };
+    let mut hist = histogram();
+    let (mut errors, mut busy) = (0u64, 0u64);
+    let report_every = (requests / 16).max(1);
+    let t0 = Instant::now();
+    let due = |i: usize| Duration::from_nanos((i as f64 * interval_ns) as u64);
+    let wait_until = |d: Duration| {
+        while t0.elapsed() < d {
+            std::hint::spin_loop();
+        }
+    };
+    match target {
+        Target::Inline(scorer) => {
+            let mut out = vec![0f32; scorer.model().info().score_width];
+            for i in 0..requests {
+                hook(i);
+                let start = if interval_ns > 0.0 {
+                    wait_until(due(i));
+                    due(i)
+                } else {
+                    t0.elapsed()
+                };
+                if scorer.score(row(i), &mut out).is_err() {
+                    errors += 1;
+                }
+                hist.saturating_record(
+                    (t0.elapsed().saturating_sub(start).as_nanos() as u64).max(1),
+                );
+                if i % report_every == 0 {
+                    progress(i);
+                }
+            }
+        }
+        Target::Ring { engine, in_flight } => {
+            let mut out = vec![0f32; engine.score_width()];
+            // (ticket, ns from t0 to its due time, ns from t0 to its submit)
+            let mut pending: VecDeque<(Ticket<'_>, u64, u64)> =
+                VecDeque::with_capacity(in_flight.max(1));
+            let settle = |p: (Ticket<'_>, u64, u64),
+                          out: &mut [f32],
+                          hist: &mut Histogram<u64>,
+                          errors: &mut u64| {
+                let (ticket, due_ns, sent_ns) = p;
+                let e2e = match engine.wait(ticket, out) {
+                    Ok(times) => times.end_to_end_ns,
+                    Err(_) => {
+                        *errors += 1;
+                        0
+                    }
+                };
+                hist.saturating_record((sent_ns.saturating_sub(due_ns) + e2e).max(1));
+            };
+            for i in 0..requests {
+                hook(i);
+                let due_ns = if interval_ns > 0.0 {
+                    // Collect what finished while waiting for the due time.
+                    while t0.elapsed() < due(i) {
+                        match pending.pop_front() {
+                            Some(p) => match engine.poll(p.0, &mut out) {
+                                Ok(r) => {
+                                    let e2e = r.map(|t| t.end_to_end_ns).unwrap_or_else(|_| {
+                                        errors += 1;
+                                        0
+                                    });
+                                    hist.saturating_record((p.2.saturating_sub(p.1) + e2e).max(1));
+                                }
+                                Err(ticket) => {
+                                    pending.push_front((ticket, p.1, p.2));
+                                    std::hint::spin_loop();
+                                }
+                            },
+                            None => std::hint::spin_loop(),
+                        }
+                    }
+                    due(i).as_nanos() as u64
+                } else {
+                    t0.elapsed().as_nanos() as u64
+                };
+                let ticket = loop {
+                    match engine.submit(row(i)) {
+                        Ok(t) => break Some(t),
+                        Err(SubmitError::Busy) => {
+                            busy += 1;
+                            if let Some(p) = pending.pop_front() {
+                                settle(p, &mut out, &mut hist, &mut errors);
+                            }
+                        }
+                        Err(_) => {
+                            errors += 1;
+                            break None;
+                        }
+                    }
+                };
+                if let Some(t) = ticket {
+                    let sent_ns = t0.elapsed().as_nanos() as u64;
+                    pending.push_back((t, due_ns, sent_ns));
+                }
+                if pending.len() >= in_flight.max(1) {
+                    if let Some(p) = pending.pop_front() {
+                        settle(p, &mut out, &mut hist, &mut errors);
+                    }
+                }
+                if i % report_every == 0 {
+                    progress(i);
+                }
+            }
+            while let Some(p) = pending.pop_front() {
+                settle(p, &mut out, &mut hist, &mut errors);
+            }
+        }
+    }
+    Run {
+        requests: hist.len(),
+        histogram: hist,
+        errors,
+        busy,
+        elapsed: t0.elapsed(),
+    }
+}
+
+/// The HdrHistogram percentile-distribution text format (`.hgrm`), values
+/// in microseconds, as HdrHistogram's `outputPercentileDistribution` writes
+/// it (and as its plotters read it).
+pub fn hgrm(h: &Histogram<u64>) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
+    let mut total = 0u64;
+    for v in h.iter_quantiles(5) {
+        total += v.count_since_last_iteration();
+        let q = v.quantile_iterated_to();
+        let value = v.value_iterated_to() as f64 / 1000.0;
+        if q < 1.0 {
+            let _ = writeln!(
+                s,
+                "{value:>12.3} {q:>14.12} {total:>10} {:>14.2}",
+                1.0 / (1.0 - q)
+            );
+        } else {
+            let _ = writeln!(s, "{value:>12.3} {q:>14.12} {total:>10}");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
+        h.mean() / 1000.0,
+        h.stdev() / 1000.0
+    );
+    let _ = writeln!(
+        s,
+        "#[Max     = {:>12.3}, Total count    = {:>12}]",
+        h.max() as f64 / 1000.0,
+        h.len()
+    );
+    let _ = writeln!(
+        s,
+        "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+        h.buckets(),
+        h.distinct_values()
+    );
+    s
+}
+
+/// An SVG plot of latency by percentile, log-scaled percentile axis (as
+/// HdrHistogram plots are drawn), one line per named histogram.
+pub fn svg(title: &str, series: &[(&str, &Histogram<u64>)]) -> String {
+    let (w, h, left, bottom, top, right) = (820.0, 480.0, 70.0, 50.0, 40.0, 20.0);
+    let max_nines = 5.0_f64; // up to 99.999%
+    let x = |q: f64| left + (-(1.0 - q).max(1e-5).log10() / max_nines) * (w - left - right);
+    let y_max = series
+        .iter()
+        .map(|(_, hist)| hist.value_at_quantile(0.99999) as f64 / 1000.0)
+        .fold(1e-3, f64::max)
+        * 1.1;
+    let y = |us: f64| h - bottom - (us / y_max) * (h - top - bottom);
+    let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="{left}" y="22" font-size="15">{title}</text>"#
+    );
+    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
+        .iter()
+        .enumerate()
+    {
+        let q = 1.0 - 10f64.powi(-(i as i32));
+        let xi = x(if i == 0 { 0.0 } else { q });
+        let _ = writeln!(
+            s,
+            r##"<line x1="{xi:.1}" y1="{top}" x2="{xi:.1}" y2="{:.1}" stroke="#ddd"/><text x="{xi:.1}" y="{:.1}" text-anchor="middle">{label}</text>"##,
+            h - bottom,
+            h - bottom + 18.0
+        );
+    }
+    for k in 0..=4 {
+        let us = y_max * k as f64 / 4.0;
+        let yk = y(us);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{yk:.1}" x2="{:.1}" y2="{yk:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end">{us:.1}</text>"##,
+            w - right,
+            left - 6.0,
+            yk + 4.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="16" y="{:.1}" transform="rotate(-90 16 {:.1})" text-anchor="middle">latency (µs)</text>"#,
+        h / 2.0,
+        h / 2.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>"#,
+        (w + left) / 2.0,
+        h - 8.0
+    );
+    for (k, (name, hist)) in series.iter().enumerate() {
+        let mut points = String::new();
+        for v in hist.iter_quantiles(5) {
+            let q = v.quantile_iterated_to();
+            if q > 0.99999 {
+                break;
+            }
+            let _ = write!(
+                points,
+                "{:.1},{:.1} ",
+                x(q),
+                y(v.value_iterated_to() as f64 / 1000.0)
+            );
+        }
+        let c = colours[k % colours.len()];
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{points}"/>"#
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" fill="{c}">{name}</text>"#,
+            left + 10.0,
+            top + 16.0 * (k as f64 + 1.0)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hgrm_lists_percentiles_in_microseconds() {
+        let mut h = histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let text = hgrm(&h);
+        assert!(
+            text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("#[Max     =     1000.447, Total count    =         1000]"),
+            "{text}"
+        );
+        // The last data line reaches percentile 1 at the max.
+        let last = text
+            .lines()
+            .rfind(|l| !l.starts_with('#') && !l.is_empty())
+            .unwrap();
+        assert!(last.contains("1.000000000000"), "{last}");
+        let svg = svg("t", &[("a", &h)]);
+        assert!(
+            svg.starts_with("<svg")
+                && svg.contains("<polyline")
+                && svg.trim_end().ends_with("</svg>")
+        );
+    }
+}
