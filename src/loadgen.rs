@@ -71,8 +71,9 @@ fn histogram() -> Histogram<u64> {
 }
 
 /// Run `requests` requests over `rows` (`width` floats each, cycled).
-/// `hook(i)` runs before request `i` is sent (tests use it to inject a
-/// stall); `progress(done)` is called about every 1/16 of the run.
+/// `hook(i)` runs when request `i` is due, inside its timed region (tests
+/// use it to inject a stall); `progress(done)` is called about every 1/16
+/// of the run.
 pub fn run(
     target: Target<'_>,
     rows: &[f32],
@@ -102,13 +103,13 @@ pub fn run(
         Target::Inline(scorer) => {
             let mut out = vec![0f32; scorer.model().info().score_width];
             for i in 0..requests {
-                hook(i);
                 let start = if interval_ns > 0.0 {
                     wait_until(due(i));
                     due(i)
                 } else {
                     t0.elapsed()
                 };
+                hook(i);
                 if scorer.score(row(i), &mut out).is_err() {
                     errors += 1;
                 }
@@ -140,7 +141,6 @@ pub fn run(
                 hist.saturating_record((sent_ns.saturating_sub(due_ns) + e2e).max(1));
             };
             for i in 0..requests {
-                hook(i);
                 let due_ns = if interval_ns > 0.0 {
                     // Collect what finished while waiting for the due time.
                     while t0.elapsed() < due(i) {
@@ -165,6 +165,7 @@ pub fn run(
                 } else {
                     t0.elapsed().as_nanos() as u64
                 };
+                hook(i);
                 let ticket = loop {
                     match engine.submit(row(i)) {
                         Ok(t) => break Some(t),

@@ -89,6 +89,9 @@ enum Command {
         /// Worker threads (ring path).
         #[arg(long, default_value_t = 1)]
         workers: usize,
+        /// Idle workers: spin, spin 50 µs then sleep, or sleep at once (ring path).
+        #[arg(long, value_enum, default_value_t = IdleArg::Spin50us)]
+        idle: IdleArg,
         /// Directory for the .hgrm, .svg and .json files.
         #[arg(long, default_value = "report")]
         out: PathBuf,
@@ -102,6 +105,13 @@ enum Command {
         #[arg(long)]
         model: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum IdleArg {
+    Busy,
+    Spin50us,
+    Park,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -140,6 +150,7 @@ fn main() -> ExitCode {
             duration,
             requests,
             workers,
+            idle,
             out,
             json,
         } => bench(BenchArgs {
@@ -151,6 +162,7 @@ fn main() -> ExitCode {
             duration,
             requests,
             workers,
+            idle,
             out,
             json,
         }),
@@ -247,6 +259,7 @@ struct BenchArgs {
     duration: Option<f64>,
     requests: Option<usize>,
     workers: usize,
+    idle: IdleArg,
     out: PathBuf,
     json: Option<PathBuf>,
 }
@@ -280,6 +293,13 @@ fn bench(a: BenchArgs) -> CliResult {
             &model,
             &tickscore::EngineConfig {
                 workers: a.workers,
+                idle: match a.idle {
+                    IdleArg::Busy => tickscore::IdleStrategy::BusySpin,
+                    IdleArg::Spin50us => {
+                        tickscore::IdleStrategy::SpinThenPark(Duration::from_micros(50))
+                    }
+                    IdleArg::Park => tickscore::IdleStrategy::Park,
+                },
                 ..tickscore::EngineConfig::default()
             },
         )?),
