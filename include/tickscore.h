@@ -1,13 +1,14 @@
 /*
  * libtickscore: in-process scoring of ONNX financial models.
  *
- * Conventions: opaque handles (ts_model, ts_scorer), each freed exactly
+ * Conventions: opaque handles (ts_model, ts_scorer, ts_engine), each freed exactly
  * once by its _free (NULL is a no-op); every fallible call returns a
  * ts_status (TS_STATUS_OK == 0) and, on failure, sets the calling thread's
  * message (ts_last_error_message); outputs are written only on success;
  * NULL is checked on every pointer; panics never cross the ABI. Functions
- * taking `const ts_model *` are thread-safe; a ts_scorer is used by one
- * thread at a time. ts_score allocates nothing and takes no lock.
+ * taking `const ts_model *` or `const ts_engine *` are thread-safe; a
+ * ts_scorer is used by one thread at a time. ts_score and
+ * ts_engine_submit/poll/wait allocate nothing and take no lock.
  */
 
 #ifndef TICKSCORE_H
@@ -114,10 +115,44 @@ enum ts_status
    An index is out of range.
    */
   TS_STATUS_INDEX_OUT_OF_RANGE = 301,
+  /*
+   The engine's queue is full: nothing was queued. Retry, shed, or score inline.
+   */
+  TS_STATUS_BUSY = 400,
+  /*
+   The request is not finished yet (from `ts_engine_poll`).
+   */
+  TS_STATUS_PENDING = 401,
+  /*
+   The engine is shutting down and accepts nothing new.
+   */
+  TS_STATUS_SHUT_DOWN = 402,
+  /*
+   The request waited past its deadline and was not scored.
+   */
+  TS_STATUS_DEADLINE_EXCEEDED = 403,
+  /*
+   The ticket is unknown, stale, or its result was already taken.
+   */
+  TS_STATUS_UNKNOWN_TICKET = 404,
+  /*
+   The model panicked on this request (contained; the worker carries on).
+   */
+  TS_STATUS_REQUEST_PANICKED = 405,
+  /*
+   The engine could not start (configuration or threads).
+   */
+  TS_STATUS_ENGINE_START = 406,
 };
 #ifndef __cplusplus
 typedef uint32_t ts_status;
 #endif // __cplusplus
+
+/*
+ A pool of worker threads pinned to cores, scoring one model. Thread-safe:
+ any number of threads may submit, poll and wait concurrently.
+ */
+typedef struct ts_engine ts_engine;
 
 /*
  A loaded, validated, immutable model. Thread-safe.
@@ -154,6 +189,144 @@ typedef struct ts_model_options {
    */
   uint32_t tier;
 } ts_model_options;
+
+/*
+ Options for `ts_engine_open`. Initialise with `ts_engine_options_default`.
+ */
+typedef struct ts_engine_options {
+  /*
+   Worker threads (default 1).
+   */
+  uint32_t workers;
+  /*
+   Cores to pin workers to, in order (`cores_len` entries); NULL for the
+   default (the cores the system reports, from the last).
+   */
+  const size_t *cores;
+  /*
+   Entries in `cores`.
+   */
+  size_t cores_len;
+  /*
+   Queue depth = most requests in flight (default 1024).
+   */
+  size_t queue_depth;
+  /*
+   Idle workers: 0 = spin `idle_spin_ns` then sleep (default),
+   1 = busy-spin, 2 = sleep at once.
+   */
+  uint32_t idle;
+  /*
+   Spin time before sleeping for idle = 0 (default 50,000 ns).
+   */
+  uint64_t idle_spin_ns;
+  /*
+   Default queue-wait deadline in ns; 0 = none (default).
+   */
+  uint64_t deadline_ns;
+} ts_engine_options;
+
+/*
+ Stage timestamps of one request, in nanoseconds.
+ */
+typedef struct ts_stage_times {
+  /*
+   From submit to a worker taking the request.
+   */
+  uint64_t queue_wait_ns;
+  /*
+   Scoring on the worker.
+   */
+  uint64_t compute_ns;
+  /*
+   From submit to the result being published.
+   */
+  uint64_t end_to_end_ns;
+} ts_stage_times;
+
+/*
+ Latency percentiles of one stage, in nanoseconds.
+ */
+typedef struct ts_latency {
+  /*
+   Samples.
+   */
+  uint64_t count;
+  /*
+   Mean.
+   */
+  double mean_ns;
+  /*
+   Median.
+   */
+  uint64_t p50_ns;
+  /*
+   90th percentile.
+   */
+  uint64_t p90_ns;
+  /*
+   99th percentile.
+   */
+  uint64_t p99_ns;
+  /*
+   99.9th percentile.
+   */
+  uint64_t p999_ns;
+  /*
+   99.99th percentile.
+   */
+  uint64_t p9999_ns;
+  /*
+   Largest.
+   */
+  uint64_t max_ns;
+} ts_latency;
+
+/*
+ Counters and per-stage latency of an engine since it started.
+ */
+typedef struct ts_snapshot {
+  /*
+   Requests accepted.
+   */
+  uint64_t accepted;
+  /*
+   Requests refused with TS_STATUS_BUSY.
+   */
+  uint64_t busy;
+  /*
+   Requests completed (scored or failed).
+   */
+  uint64_t completed;
+  /*
+   Completed with scores.
+   */
+  uint64_t scored;
+  /*
+   Failed with TS_STATUS_DEADLINE_EXCEEDED.
+   */
+  uint64_t deadline_exceeded;
+  /*
+   Failed with a scoring error.
+   */
+  uint64_t errors;
+  /*
+   Failed with a contained panic.
+   */
+  uint64_t panics;
+  /*
+   Submit to a worker taking the request.
+   */
+  struct ts_latency queue_wait;
+  /*
+   Scoring on the worker.
+   */
+  struct ts_latency compute;
+  /*
+   Submit to the result being published.
+   */
+  struct ts_latency end_to_end;
+} ts_snapshot;
 
 #ifdef __cplusplus
 extern "C" {
@@ -311,6 +484,97 @@ ts_status ts_score_batch(struct ts_scorer *scorer,
                          size_t rows_len,
                          float *out,
                          size_t out_len);
+
+/*
+ Fill `*out_options` with the defaults. Thread-safe.
+
+ # Safety
+ `out_options` must be NULL (refused) or writable.
+ */
+ts_status ts_engine_options_default(struct ts_engine_options *out_options);
+
+/*
+ Start an engine for `model` (`options` may be NULL for the defaults):
+ workers are pinned, warmed up and ready when this returns. Free it with
+ `ts_engine_free`. Control plane: allocates and starts threads.
+ Thread-safe with respect to `model`.
+
+ # Safety
+ `model` must be a live model handle; `options`, if not NULL, a valid
+ `ts_engine_options` whose `cores` holds `cores_len` entries;
+ `out_engine` writable.
+ */
+ts_status ts_engine_open(const struct ts_model *model,
+                         const struct ts_engine_options *options,
+                         struct ts_engine **out_engine);
+
+/*
+ Shut the engine down: stop accepting, complete every accepted request,
+ join the workers, free it. NULL is a no-op. Tickets not yet taken are
+ lost. No other thread may use the engine during or after this call.
+
+ # Safety
+ `engine` must be NULL or a pointer from `ts_engine_open` not yet freed.
+ */
+void ts_engine_free(struct ts_engine *engine);
+
+/*
+ Queue one row (`row_len` floats, copied before return) for a worker;
+ `deadline_ns` (0 = the engine's default) bounds its queue wait. On
+ success `*out_ticket` identifies the request: pass it once to
+ `ts_engine_wait`, or to `ts_engine_poll` until it stops returning
+ TS_STATUS_PENDING. Never blocks: a full queue returns TS_STATUS_BUSY at
+ once. Allocates nothing. Thread-safe.
+
+ # Safety
+ `engine` must be a live engine; `row` readable for `row_len` aligned
+ floats; `out_ticket` writable.
+ */
+ts_status ts_engine_submit(const struct ts_engine *engine,
+                           const float *row,
+                           size_t row_len,
+                           uint64_t deadline_ns,
+                           uint64_t *out_ticket);
+
+/*
+ If request `ticket` is finished, write its scores to `out` (`out_len`
+ floats, the score width) and, if `out_times` is not NULL, its stage
+ times, and return its outcome; return TS_STATUS_PENDING (nothing
+ written) if not yet. Does not block. Thread-safe.
+
+ # Safety
+ `engine` must be a live engine; `out` writable for `out_len` aligned
+ floats; `out_times` NULL or writable.
+ */
+ts_status ts_engine_poll(const struct ts_engine *engine,
+                         uint64_t ticket,
+                         float *out,
+                         size_t out_len,
+                         struct ts_stage_times *out_times);
+
+/*
+ Wait for request `ticket` (spin briefly, then sleep until a worker
+ finishes it), write its scores and optional stage times, and return its
+ outcome. Thread-safe.
+
+ # Safety
+ As for `ts_engine_poll`.
+ */
+ts_status ts_engine_wait(const struct ts_engine *engine,
+                         uint64_t ticket,
+                         float *out,
+                         size_t out_len,
+                         struct ts_stage_times *out_times);
+
+/*
+ Write the engine's counters and per-stage latency percentiles (merged
+ over workers) to `*out_snapshot`. Allocates; call it off the trading
+ path. Thread-safe.
+
+ # Safety
+ `engine` must be a live engine; `out_snapshot` writable.
+ */
+ts_status ts_engine_snapshot(const struct ts_engine *engine, struct ts_snapshot *out_snapshot);
 
 #ifdef __cplusplus
 }  // extern "C"

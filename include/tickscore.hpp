@@ -180,6 +180,64 @@ inline Scorer Model::scorer() const {
   return Scorer(raw);
 }
 
+/// A result of Engine::wait: the status, and stage times when it succeeded.
+struct Result {
+  ts_status status;
+  ts_stage_times times;
+  bool ok() const noexcept { return status == TS_STATUS_OK; }
+};
+
+/// Worker threads pinned to cores scoring one model asynchronously.
+/// Move-only; thread-safe to share by reference. Destruction completes
+/// every accepted request and joins the workers.
+class Engine {
+ public:
+  /// Start workers for `model` (throws Error). `options` as in ts_engine_options.
+  static Engine open(const Model& model, const ts_engine_options* options = nullptr) {
+    ts_engine* raw = nullptr;
+    check(ts_engine_open(model.get(), options, &raw));
+    return Engine(raw);
+  }
+  Engine(Engine&& other) noexcept : raw_(std::exchange(other.raw_, nullptr)) {}
+  Engine& operator=(Engine&& other) noexcept {
+    if (this != &other) {
+      ts_engine_free(raw_);
+      raw_ = std::exchange(other.raw_, nullptr);
+    }
+    return *this;
+  }
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+  ~Engine() { ts_engine_free(raw_); }
+
+  /// Queue a row; never blocks. TS_STATUS_BUSY when the queue is full.
+  ts_status try_submit(const float* row, std::size_t row_len, uint64_t* ticket, uint64_t deadline_ns = 0) noexcept {
+    return ts_engine_submit(raw_, row, row_len, deadline_ns, ticket);
+  }
+  /// Poll a ticket: TS_STATUS_PENDING until done, then its outcome.
+  ts_status try_poll(uint64_t ticket, float* out, std::size_t out_len, ts_stage_times* times = nullptr) noexcept {
+    return ts_engine_poll(raw_, ticket, out, out_len, times);
+  }
+  /// Wait for a ticket (spin, then sleep) and return its outcome.
+  Result wait(uint64_t ticket, float* out, std::size_t out_len) noexcept {
+    Result r{TS_STATUS_OK, ts_stage_times{0, 0, 0}};
+    r.status = ts_engine_wait(raw_, ticket, out, out_len, &r.times);
+    return r;
+  }
+  /// Counters and per-stage latency percentiles (throws Error).
+  ts_snapshot snapshot() const {
+    ts_snapshot s;
+    check(ts_engine_snapshot(raw_, &s));
+    return s;
+  }
+  /// The C handle (still owned by this Engine).
+  const ts_engine* get() const noexcept { return raw_; }
+
+ private:
+  explicit Engine(ts_engine* raw) : raw_(raw) {}
+  ts_engine* raw_;
+};
+
 }  // namespace tickscore
 
 #endif  // TICKSCORE_HPP

@@ -41,6 +41,6 @@ pub mod telemetry;
 pub use error::{LoadError, NonFiniteKind, ScoreError};
 pub use model::{InputPolicy, LoadOptions, Model, ModelInfo, NonFinitePolicy, Tier, TierChoice};
 pub use runtime::{
-    Engine, EngineConfig, IdleStrategy, RequestError, StageTimes, SubmitError, Ticket,
+    Engine, EngineConfig, IdleStrategy, RequestError, StageTimes, SubmitError, Ticket, TicketId,
 };
 pub use scorer::Scorer;

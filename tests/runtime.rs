@@ -384,3 +384,47 @@ fn invalid_rows_and_parked_waiters_and_abandoned_tickets() {
     engine.shutdown();
     assert_eq!(engine.snapshot().counters.completed, 102);
 }
+
+#[test]
+fn detached_tickets_are_checked_and_taken_once() {
+    let model = model("german_logreg");
+    let rows = common::test_rows(&model);
+    let expected = inline_scores(&model, &rows);
+    let engine = Engine::start(
+        &model,
+        &EngineConfig {
+            workers: 1,
+            queue_depth: 4,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    let mut out = [0f32];
+    let id = engine.submit_detached(rows.row(3), None).unwrap();
+    assert!(engine.wait_detached(id, &mut out).unwrap().is_ok());
+    assert_eq!(out[0], expected[3]);
+    // Taken once: the same id again, or a forged one, is refused.
+    assert!(engine.wait_detached(id, &mut out).is_err());
+    assert!(engine
+        .poll_detached(tickscore::TicketId::from_u64(u64::MAX), &mut out)
+        .is_err());
+    // A recycled slot's old id stays refused (generation check).
+    let ids: Vec<_> = (0..4)
+        .map(|i| engine.submit_detached(rows.row(i), None).unwrap())
+        .collect();
+    assert!(engine.poll_detached(id, &mut out).is_err(), "stale id");
+    for (i, id) in ids.into_iter().enumerate() {
+        let id = tickscore::TicketId::from_u64(id.to_u64());
+        loop {
+            match engine.poll_detached(id, &mut out).unwrap() {
+                Some(r) => {
+                    assert!(r.is_ok());
+                    assert_eq!(out[0], expected[i]);
+                    break;
+                }
+                None => std::hint::spin_loop(),
+            }
+        }
+    }
+    assert_eq!(engine.snapshot().counters.completed, 5);
+}

@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 mod boundary;
+mod pool;
 mod status;
 mod strings;
 
@@ -29,6 +30,7 @@ use std::ffi::{c_char, CStr};
 
 use boundary::{ffi_boundary, floats, floats_mut, non_null};
 use engine::{InputPolicy, LoadOptions, Model, NonFinitePolicy, Scorer, Tier, TierChoice};
+pub use pool::{TsEngine, TsEngineOptions, TsEngineSnapshot, TsLatency, TsStageTimes};
 pub use status::TsStatus;
 use status::{copy_last_error, FfiError};
 
@@ -39,6 +41,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// A loaded, validated, immutable model. Thread-safe.
 pub struct TsModel {
     model: Model,
+}
+
+impl TsModel {
+    pub(crate) fn model(&self) -> &Model {
+        &self.model
+    }
 }
 
 /// A scoring context owning its scratch memory. One thread at a time.

@@ -3,7 +3,8 @@
 use std::cell::RefCell;
 use std::ffi::c_char;
 
-use engine::{LoadError, ScoreError};
+use engine::runtime::{EngineError, UnknownTicket};
+use engine::{LoadError, RequestError, ScoreError, SubmitError};
 
 /// Outcome of a C ABI call. Codes are stable and never reused; new codes
 /// are only ever added. `ts_status_str` names a code, and
@@ -53,10 +54,24 @@ pub enum TsStatus {
     BufferTooSmall = 300,
     /// An index is out of range.
     IndexOutOfRange = 301,
+    /// The engine's queue is full: nothing was queued. Retry, shed, or score inline.
+    Busy = 400,
+    /// The request is not finished yet (from `ts_engine_poll`).
+    Pending = 401,
+    /// The engine is shutting down and accepts nothing new.
+    ShutDown = 402,
+    /// The request waited past its deadline and was not scored.
+    DeadlineExceeded = 403,
+    /// The ticket is unknown, stale, or its result was already taken.
+    UnknownTicket = 404,
+    /// The model panicked on this request (contained; the worker carries on).
+    RequestPanicked = 405,
+    /// The engine could not start (configuration or threads).
+    EngineStart = 406,
 }
 
 impl TsStatus {
-    const ALL: [TsStatus; 20] = [
+    const ALL: [TsStatus; 27] = [
         TsStatus::Ok,
         TsStatus::NullArgument,
         TsStatus::InvalidArgument,
@@ -77,6 +92,13 @@ impl TsStatus {
         TsStatus::Engine,
         TsStatus::BufferTooSmall,
         TsStatus::IndexOutOfRange,
+        TsStatus::Busy,
+        TsStatus::Pending,
+        TsStatus::ShutDown,
+        TsStatus::DeadlineExceeded,
+        TsStatus::UnknownTicket,
+        TsStatus::RequestPanicked,
+        TsStatus::EngineStart,
     ];
 
     /// The status with this code, if any.
@@ -106,6 +128,13 @@ impl TsStatus {
             TsStatus::Engine => "execution engine failure\0",
             TsStatus::BufferTooSmall => "buffer too small\0",
             TsStatus::IndexOutOfRange => "index out of range\0",
+            TsStatus::Busy => "busy: the queue is full\0",
+            TsStatus::Pending => "pending\0",
+            TsStatus::ShutDown => "the engine is shutting down\0",
+            TsStatus::DeadlineExceeded => "deadline exceeded in the queue\0",
+            TsStatus::UnknownTicket => "unknown, stale or already-taken ticket\0",
+            TsStatus::RequestPanicked => "the model panicked on this request (contained)\0",
+            TsStatus::EngineStart => "the engine could not start\0",
         }
     }
 }
@@ -175,4 +204,39 @@ pub(crate) unsafe fn copy_last_error(buf: *mut c_char, len: usize) -> usize {
         unsafe { crate::strings::copy_to_c(&m, buf, len) };
         m.len()
     })
+}
+
+impl From<SubmitError> for FfiError {
+    fn from(e: SubmitError) -> FfiError {
+        let status = match e {
+            SubmitError::Busy => TsStatus::Busy,
+            SubmitError::ShutDown => TsStatus::ShutDown,
+            SubmitError::WidthMismatch { .. } => TsStatus::WidthMismatch,
+        };
+        FfiError::new(status, e.to_string())
+    }
+}
+
+impl From<RequestError> for FfiError {
+    fn from(e: RequestError) -> FfiError {
+        match e {
+            RequestError::Score(s) => s.into(),
+            RequestError::DeadlineExceeded => {
+                FfiError::new(TsStatus::DeadlineExceeded, e.to_string())
+            }
+            RequestError::Panicked => FfiError::new(TsStatus::RequestPanicked, e.to_string()),
+        }
+    }
+}
+
+impl From<UnknownTicket> for FfiError {
+    fn from(e: UnknownTicket) -> FfiError {
+        FfiError::new(TsStatus::UnknownTicket, e.to_string())
+    }
+}
+
+impl From<EngineError> for FfiError {
+    fn from(e: EngineError) -> FfiError {
+        FfiError::new(TsStatus::EngineStart, e.to_string())
+    }
 }

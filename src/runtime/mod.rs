@@ -30,7 +30,7 @@ use parking_lot::Mutex;
 use crate::model::Model;
 use crate::telemetry::LatencySummary;
 pub use slot::{RequestError, StageTimes};
-use slot::{Slot, ABANDONED, DONE, FREE, PARKED, PENDING};
+use slot::{Slot, ABANDONED, DONE, FREE, PARKED, PENDING, TAKING};
 
 /// What an idle worker does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +231,34 @@ pub struct Ticket<'e> {
     slot: u32,
 }
 
+/// A ticket id that does not borrow the engine: slot and generation, as
+/// one `u64` for FFI callers ([`TicketId::to_u64`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TicketId {
+    slot: u32,
+    generation: u32,
+}
+
+impl TicketId {
+    /// Encode for a C caller.
+    pub fn to_u64(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.slot)
+    }
+    /// Decode an id from [`TicketId::to_u64`] (validated on use).
+    pub fn from_u64(v: u64) -> TicketId {
+        TicketId {
+            slot: v as u32,
+            generation: (v >> 32) as u32,
+        }
+    }
+}
+
+/// A detached ticket id that is unknown, stale, or whose result was
+/// already taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown, stale or already-taken ticket")]
+pub struct UnknownTicket;
+
 /// A pool of pinned worker threads scoring one model.
 pub struct Engine {
     shared: Arc<Shared>,
@@ -377,6 +405,7 @@ impl Engine {
         }
         let ix = s.free.pop().ok_or(SubmitError::Busy)?;
         let slot = &s.slots[ix as usize];
+        slot.generation.fetch_add(1, Ordering::Relaxed);
         slot.write_input(row);
         slot.deadline_ns.store(
             deadline.map_or(s.default_deadline_ns, |d| d.as_nanos() as u64),
@@ -400,6 +429,102 @@ impl Engine {
             engine: self,
             slot: ix,
         })
+    }
+
+    /// Queue `row` and return a ticket id that does not borrow the engine
+    /// (for callers across an FFI boundary). Every id must be polled until
+    /// ready or waited on, once; otherwise its slot stays taken until the
+    /// engine is dropped.
+    pub fn submit_detached(
+        &self,
+        row: &[f32],
+        deadline: Option<Duration>,
+    ) -> Result<TicketId, SubmitError> {
+        let ticket = self.submit_with_deadline(row, deadline)?;
+        let slot = ticket.slot;
+        std::mem::forget(ticket);
+        let generation = self.shared.slots[slot as usize]
+            .generation
+            .load(Ordering::Relaxed);
+        Ok(TicketId { slot, generation })
+    }
+
+    /// The result of a detached ticket if ready (`Ok(None)` if pending);
+    /// `Err` if the id is unknown, stale or already taken.
+    pub fn poll_detached(
+        &self,
+        id: TicketId,
+        out: &mut [f32],
+    ) -> Result<Option<Result<StageTimes, RequestError>>, UnknownTicket> {
+        let slot = self.detached_slot(id)?;
+        match slot.state.load(Ordering::Acquire) {
+            DONE => self.take_detached(id, out).map(Some),
+            PENDING | PARKED => Ok(None),
+            _ => Err(UnknownTicket),
+        }
+    }
+
+    /// Wait for a detached ticket's result (spin, then sleep).
+    pub fn wait_detached(
+        &self,
+        id: TicketId,
+        out: &mut [f32],
+    ) -> Result<Result<StageTimes, RequestError>, UnknownTicket> {
+        let slot = self.detached_slot(id)?;
+        for _ in 0..20_000 {
+            match slot.state.load(Ordering::Acquire) {
+                DONE => return self.take_detached(id, out),
+                PENDING | PARKED => std::hint::spin_loop(),
+                _ => return Err(UnknownTicket),
+            }
+        }
+        let _ = slot
+            .state
+            .compare_exchange(PENDING, PARKED, Ordering::AcqRel, Ordering::Acquire);
+        while slot.state.load(Ordering::Acquire) == PARKED {
+            atomic_wait::wait(&slot.state, PARKED);
+        }
+        self.take_detached(id, out)
+    }
+
+    fn detached_slot(&self, id: TicketId) -> Result<&Slot, UnknownTicket> {
+        let slot = self
+            .shared
+            .slots
+            .get(id.slot as usize)
+            .ok_or(UnknownTicket)?;
+        if slot.generation.load(Ordering::Acquire) != id.generation {
+            return Err(UnknownTicket);
+        }
+        Ok(slot)
+    }
+
+    fn take_detached(
+        &self,
+        id: TicketId,
+        out: &mut [f32],
+    ) -> Result<Result<StageTimes, RequestError>, UnknownTicket> {
+        let slot = self.detached_slot(id)?;
+        // Claim the result exclusively; a second taker of the same id loses.
+        if slot
+            .state
+            .compare_exchange(DONE, TAKING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(UnknownTicket);
+        }
+        if slot.generation.load(Ordering::Acquire) != id.generation {
+            // The slot was recycled and re-used between our checks.
+            slot.state.store(DONE, Ordering::Release);
+            return Err(UnknownTicket);
+        }
+        Ok(self.take(
+            Ticket {
+                engine: self,
+                slot: id.slot,
+            },
+            out,
+        ))
     }
 
     /// The result if it is ready: scores into `out` (`score_width` floats),
@@ -482,6 +607,7 @@ impl Engine {
             p90_ns: h.value_at_quantile(0.9),
             p99_ns: h.value_at_quantile(0.99),
             p999_ns: h.value_at_quantile(0.999),
+            p9999_ns: h.value_at_quantile(0.9999),
             max_ns: h.max(),
         };
         Snapshot {
@@ -558,7 +684,9 @@ impl Drop for Ticket<'_> {
 pub(crate) fn publish(shared: &Shared, ix: u32) {
     let slot = &shared.slots[ix as usize];
     match slot.state.swap(DONE, Ordering::AcqRel) {
-        PARKED => atomic_wait::wake_one(&slot.state),
+        // wake_all: a detached ticket may have more than one waiter (all but
+        // one are then refused); parking is off the fast path anyway.
+        PARKED => atomic_wait::wake_all(&slot.state),
         ABANDONED => shared.release(ix),
         _ => {}
     }

@@ -21,6 +21,8 @@ pub(crate) const PARKED: u32 = 2;
 pub(crate) const DONE: u32 = 3;
 /// The caller dropped its ticket; the worker frees the slot when done.
 pub(crate) const ABANDONED: u32 = 4;
+/// One caller is reading the result of a detached ticket.
+pub(crate) const TAKING: u32 = 5;
 
 /// Why a request produced no scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -60,6 +62,10 @@ pub struct StageTimes {
 
 pub(crate) struct Slot {
     pub state: AtomicU32,
+    /// Bumped each time the slot is handed out: detached ticket ids carry it,
+    /// so a stale or repeated id is refused instead of reading another
+    /// request's result.
+    pub generation: AtomicU32,
     input: Box<[AtomicU32]>,
     output: Box<[AtomicU32]>,
     outcome: [AtomicU32; 3],
@@ -73,6 +79,7 @@ impl Slot {
     pub fn new(width: usize, scores: usize) -> Slot {
         Slot {
             state: AtomicU32::new(FREE),
+            generation: AtomicU32::new(0),
             input: (0..width).map(|_| AtomicU32::new(0)).collect(),
             output: (0..scores).map(|_| AtomicU32::new(0)).collect(),
             outcome: Default::default(),

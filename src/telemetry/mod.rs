@@ -53,6 +53,7 @@ impl LatencyRecorder {
             p90_ns: h.value_at_quantile(0.90),
             p99_ns: h.value_at_quantile(0.99),
             p999_ns: h.value_at_quantile(0.999),
+            p9999_ns: h.value_at_quantile(0.9999),
             max_ns: h.max(),
         }
     }
@@ -73,6 +74,8 @@ pub struct LatencySummary {
     pub p99_ns: u64,
     /// 99.9th percentile.
     pub p999_ns: u64,
+    /// 99.99th percentile.
+    pub p9999_ns: u64,
     /// Largest sample.
     pub max_ns: u64,
 }

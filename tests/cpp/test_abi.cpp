@@ -233,6 +233,105 @@ static void test_errors(const std::string& dir, const std::vector<std::vector<fl
   ts_model_free(model);
 }
 
+// The asynchronous path: submit / poll / wait on pinned workers.
+static void test_engine(const std::string& dir, const std::vector<std::vector<float>>& rows,
+                        const std::vector<float>& expected) {
+  tickscore::Model model = tickscore::Model::open(dir + "/german_xgboost/model.onnx");
+  ts_engine_options options;
+  CHECK(ts_engine_options_default(&options) == TS_STATUS_OK && options.workers == 1, "engine defaults");
+  options.workers = 2;
+  options.queue_depth = 64;
+  tickscore::Engine engine = tickscore::Engine::open(model, &options);
+
+  // Every row through the engine, up to 32 in flight: exactly the inline scores.
+  std::vector<std::pair<uint64_t, std::size_t>> in_flight;
+  int wrong = 0, busy = 0;
+  float p = 0;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    uint64_t ticket = 0;
+    ts_status s;
+    while ((s = engine.try_submit(rows[i].data(), rows[i].size(), &ticket)) == TS_STATUS_BUSY) ++busy;
+    CHECK(s == TS_STATUS_OK, "submit");
+    in_flight.push_back({ticket, i});
+    if (in_flight.size() == 32 || i + 1 == rows.size()) {
+      for (auto& [t, row] : in_flight) {
+        tickscore::Result r = engine.wait(t, &p, 1);
+        if (!r.ok() || p != expected[row] || r.times.end_to_end_ns == 0) ++wrong;
+      }
+      in_flight.clear();
+    }
+  }
+  CHECK(wrong == 0, "engine scores equal the inline scores, with stage times");
+
+  // Two submitting threads at once.
+  std::vector<int> bad(2, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      float out = 0;
+      for (int round = 0; round < 20; ++round) {
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+          uint64_t ticket = 0;
+          ts_status s;
+          while ((s = engine.try_submit(rows[i].data(), rows[i].size(), &ticket)) == TS_STATUS_BUSY) {
+          }
+          if (s != TS_STATUS_OK || !engine.wait(ticket, &out, 1).ok() || out != expected[i]) ++bad[t];
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(bad[0] == 0 && bad[1] == 0, "two threads submitting concurrently");
+
+  // Poll until done; then the ticket is spent.
+  uint64_t ticket = 0;
+  CHECK(engine.try_submit(rows[5].data(), rows[5].size(), &ticket) == TS_STATUS_OK, "submit to poll");
+  ts_status s;
+  while ((s = engine.try_poll(ticket, &p, 1)) == TS_STATUS_PENDING) {
+  }
+  CHECK(s == TS_STATUS_OK && p == expected[5], "poll reaches the result");
+  CHECK(engine.try_poll(ticket, &p, 1) == TS_STATUS_UNKNOWN_TICKET, "a taken ticket is refused");
+  CHECK(engine.wait(ticket ^ (1ull << 40), &p, 1).status == TS_STATUS_UNKNOWN_TICKET, "a forged ticket is refused");
+
+  // Bad rows: refused at submit (width) or failed at the worker (NaN).
+  CHECK(engine.try_submit(rows[0].data(), 60, &ticket) == TS_STATUS_WIDTH_MISMATCH, "submit checks the width");
+  std::vector<float> nan_row = rows[0];
+  nan_row[3] = std::nanf("");
+  CHECK(engine.try_submit(nan_row.data(), nan_row.size(), &ticket) == TS_STATUS_OK, "NaN row accepted");
+  p = 42;
+  CHECK(engine.wait(ticket, &p, 1).status == TS_STATUS_NON_FINITE && p == 42, "NaN fails at the worker");
+  CHECK(ts_engine_submit(nullptr, rows[0].data(), 61, 0, &ticket) == TS_STATUS_NULL_ARGUMENT, "NULL engine");
+  float two[2];
+  CHECK(engine.try_submit(rows[0].data(), 61, &ticket) == TS_STATUS_OK &&
+            engine.wait(ticket, two, 2).status == TS_STATUS_OUTPUT_MISMATCH,
+        "output width checked");
+  CHECK(engine.wait(ticket, &p, 1).ok(), "a ticket refused for its buffer can still be taken");
+
+  ts_snapshot snap = engine.snapshot();
+  CHECK(snap.accepted == snap.completed && snap.completed == 300 + 2 * 20 * 300 + 3, "snapshot counters");
+  CHECK(snap.errors == 1 && snap.scored == snap.completed - 1, "one failed request counted");
+  CHECK(snap.end_to_end.count == snap.completed && snap.end_to_end.p50_ns > 0 &&
+            snap.end_to_end.p50_ns <= snap.end_to_end.p999_ns,
+        "per-stage percentiles");
+  std::printf("engine: %llu requests, end to end p50 %llu ns p99 %llu ns p99.9 %llu ns\n",
+              static_cast<unsigned long long>(snap.completed), static_cast<unsigned long long>(snap.end_to_end.p50_ns),
+              static_cast<unsigned long long>(snap.end_to_end.p99_ns),
+              static_cast<unsigned long long>(snap.end_to_end.p999_ns));
+
+  // Options are checked; freeing with requests in flight completes them.
+  ts_engine_options_default(&options);
+  options.idle = 9;
+  ts_engine* e2 = nullptr;
+  CHECK(ts_engine_open(model.get(), &options, &e2) == TS_STATUS_INVALID_ARGUMENT, "invalid idle option");
+  ts_engine_options_default(&options);
+  options.workers = 0;
+  CHECK(ts_engine_open(model.get(), &options, &e2) == TS_STATUS_ENGINE_START, "zero workers refused");
+  CHECK(ts_engine_open(model.get(), nullptr, &e2) == TS_STATUS_OK, "default engine");
+  for (int i = 0; i < 10; ++i) ts_engine_submit(e2, rows[i].data(), 61, 0, &ticket);
+  ts_engine_free(e2);
+  ts_engine_free(nullptr);
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s MODELS_DIR\n", argv[0]);
@@ -245,6 +344,7 @@ int main(int argc, char** argv) {
   test_parity(dir, "german_logreg", rows);
   std::vector<float> xgb = test_parity(dir, "german_xgboost", rows);
   test_two_threads(dir, rows, xgb);
+  test_engine(dir, rows, xgb);
   test_errors(dir, rows);
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
