@@ -408,6 +408,15 @@ ts_status ts_model_input_width(const struct ts_model *model, size_t *out_width);
 ts_status ts_model_score_width(const struct ts_model *model, size_t *out_width);
 
 /*
+ Write the model file's ONNX `model_version` field (0 if unset) to
+ `*out_version`. Thread-safe.
+
+ # Safety
+ `model` must be a live model handle; `out_version` writable.
+ */
+ts_status ts_model_version(const struct ts_model *model, int64_t *out_version);
+
+/*
  Write 1 to `*out_lowered` if the model runs on tickscore's lowered
  (allocation-free) engine, 0 if on tract's. Thread-safe.
 

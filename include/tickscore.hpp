@@ -101,6 +101,12 @@ class Model {
     check(ts_model_score_width(raw_, &w));
     return w;
   }
+  /// The model file's ONNX model_version field (0 if unset).
+  int64_t version() const {
+    int64_t v = 0;
+    check(ts_model_version(raw_, &v));
+    return v;
+  }
   /// Whether the allocation-free lowered engine runs this model.
   bool is_lowered() const {
     uint32_t lowered = 0;

@@ -257,6 +257,26 @@ pub unsafe extern "C" fn ts_model_score_width(
     })
 }
 
+/// Write the model file's ONNX `model_version` field (0 if unset) to
+/// `*out_version`. Thread-safe.
+///
+/// # Safety
+/// `model` must be a live model handle; `out_version` writable.
+#[no_mangle]
+pub unsafe extern "C" fn ts_model_version(
+    model: *const TsModel,
+    out_version: *mut i64,
+) -> TsStatus {
+    ffi_boundary(|| {
+        // SAFETY: the caller's contract.
+        let m = unsafe { model_ref(model) }?;
+        non_null(out_version, "out_version")?;
+        // SAFETY: non-NULL (checked); writable by contract.
+        unsafe { out_version.write(m.model.info().model_version) };
+        Ok(())
+    })
+}
+
 /// Write 1 to `*out_lowered` if the model runs on tickscore's lowered
 /// (allocation-free) engine, 0 if on tract's. Thread-safe.
 ///

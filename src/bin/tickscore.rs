@@ -460,6 +460,7 @@ fn inspect(path: &Path) -> CliResult {
             "unnamed"
         }
     );
+    println!("version      {} (ONNX model_version)", info.model_version);
     println!("tier         {}", model.tier());
     Ok(())
 }

@@ -41,6 +41,8 @@ pub(crate) struct Imported {
     pub score_output: String,
     /// Whether the score is column 1 of a two-column probability output.
     pub positive_class_column: bool,
+    /// The file's ONNX `model_version` field (0 if unset).
+    pub model_version: i64,
 }
 
 /// Import `bytes`, containing any panic the parser or tract raises.
@@ -120,6 +122,7 @@ fn import_unguarded(bytes: &[u8], expect_width: Option<usize>) -> Result<Importe
         feature_names,
         score_output,
         positive_class_column,
+        model_version: proto.model_version,
     })
 }
 

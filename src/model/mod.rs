@@ -116,6 +116,9 @@ pub struct ModelInfo {
     pub score_output: String,
     /// Whether the score is column 1 (positive class) of a probability pair.
     pub positive_class_column: bool,
+    /// The model file's ONNX `model_version` field (0 if unset). Registry
+    /// versions will come with the registry.
+    pub model_version: i64,
 }
 
 pub(crate) struct ModelInner {
@@ -182,6 +185,7 @@ impl Model {
             feature_names: imported.feature_names,
             score_output: imported.score_output,
             positive_class_column: imported.positive_class_column,
+            model_version: imported.model_version,
         };
         let (tier, plan) = match options.tier {
             TierChoice::Tract => (

@@ -218,6 +218,9 @@ static void test_errors(const std::string& dir, const std::vector<std::vector<fl
   CHECK(threw, "Model::open throws Error(TS_STATUS_IO)");
   tickscore::Model m = tickscore::Model::open(logreg);
   CHECK(m.feature_names().size() == 61 && m.feature_names()[4] == "duration_in_month", "wrapper feature names");
+  CHECK(m.version() == 1, "model version (make_models.py sets model_version = 1)");
+  int64_t version = -1;
+  CHECK(ts_model_version(nullptr, &version) == TS_STATUS_NULL_ARGUMENT && version == -1, "NULL model version");
   tickscore::Scorer sc = m.scorer();
   threw = false;
   try {
