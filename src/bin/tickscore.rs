@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tickscore::input::{read_features_by_name, read_features_file, read_labels_file};
-use tickscore::telemetry::{human_ns, LatencyRecorder};
+use tickscore::telemetry::human_ns;
 use tickscore::{eval, loadgen, InputPolicy, LoadOptions, Model, NonFinitePolicy, TierChoice};
 
 #[global_allocator]
@@ -38,9 +38,12 @@ enum Command {
         /// Directory holding `<name>/model.onnx` and `data/`.
         #[arg(long)]
         models: Option<PathBuf>,
-        /// Time spent timing each model, in seconds.
-        #[arg(long, default_value_t = 2.0)]
+        /// Time spent timing each model and path, in seconds.
+        #[arg(long, default_value_t = 1.5)]
         seconds: f64,
+        /// Directory for the report (.hgrm, .svg, .json per model).
+        #[arg(long, default_value = "report")]
+        out: PathBuf,
     },
     /// Score a CSV of feature rows; one score per row (full precision).
     Score {
@@ -130,9 +133,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Run {
         models: None,
-        seconds: 2.0,
+        seconds: 1.5,
+        out: PathBuf::from("report"),
     }) {
-        Command::Run { models, seconds } => run(models, seconds),
+        Command::Run {
+            models,
+            seconds,
+            out,
+        } => run(models, seconds, &out),
         Command::Score {
             model,
             input,
@@ -477,7 +485,7 @@ fn models_dir(arg: Option<PathBuf>) -> PathBuf {
     })
 }
 
-fn run(models: Option<PathBuf>, seconds: f64) -> CliResult {
+fn run(models: Option<PathBuf>, seconds: f64, out: &Path) -> CliResult {
     let dir = models_dir(models);
     let data = dir.join("data");
     let labels = read_labels_file(&data.join("german_test_labels.csv"), "bad")?;
@@ -489,17 +497,27 @@ fn run(models: Option<PathBuf>, seconds: f64) -> CliResult {
         .collect();
     names.sort();
     println!(
-        "tickscore {}: German credit test split ({} rows), inline scoring on one thread",
+        "tickscore {}: German credit test split ({} rows), inline and through a pinned worker",
         env!("CARGO_PKG_VERSION"),
         labels.len()
     );
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     println!(
-        "{:<20} {:<8} {:<24} {:>10} {:>10} {:>10} {:>10} {:>9}",
-        "model", "tier", "quality", "max|Δ|ORT", "p50", "p99", "p99.9", "calls"
+        "{:<20} {:<8} {:<24} {:>9} | {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9}",
+        "model",
+        "tier",
+        "quality",
+        "max|Δ|ORT",
+        "inline50",
+        "p99",
+        "p99.9",
+        "ring p50",
+        "p99",
+        "p99.9"
     );
     let mut failures = Vec::new();
     for name in &names {
-        match run_model(&dir, &data, name, &labels, seconds) {
+        match run_model(&dir, &data, name, &labels, seconds, out) {
             Ok(line) => println!("{line}"),
             Err(e) => {
                 println!("{name:<20} FAILED: {e}");
@@ -509,7 +527,12 @@ fn run(models: Option<PathBuf>, seconds: f64) -> CliResult {
     }
     println!("quality: AUC and KS against the default labels (classifiers), R² and MAE against target.csv (regressors)");
     println!("max|Δ|ORT: largest difference from the scores recorded from onnxruntime");
-    println!("latency: per inline call, measured around Scorer::score (includes ~50 ns for the two clock reads on this VM)");
+    println!("latency: closed loop, one request at a time. inline: Scorer::score on this thread. ring: from submit to");
+    println!("the result published by one pinned busy-spinning worker. Clock reads (~50 ns here) are included.");
+    println!(
+        "report: {} (per model: <name>-inline.hgrm, <name>-ring.hgrm, <name>.svg, <name>.json)",
+        out.display()
+    );
     if failures.is_empty() {
         Ok(())
     } else {
@@ -528,6 +551,7 @@ fn run_model(
     name: &str,
     labels: &[bool],
     seconds: f64,
+    out_dir: &Path,
 ) -> Result<String, Box<dyn std::error::Error>> {
     let model = Model::load(dir.join(name).join("model.onnx"), &LoadOptions::default())?;
     let info = model.info();
@@ -540,9 +564,11 @@ fn run_model(
     let reference = read_reference(&dir.join(name).join("reference.csv"))?;
     let mut scorer = model.scorer()?;
     let mut scores = vec![0f32; rows.rows()];
+    let pass = Instant::now();
     for (i, s) in scores.iter_mut().enumerate() {
         scorer.score(rows.row(i), std::slice::from_mut(s))?;
     }
+    let per_call = pass.elapsed().as_secs_f64() / rows.rows() as f64;
     let max_diff = scores
         .iter()
         .zip(&reference)
@@ -561,36 +587,94 @@ fn run_model(
         format!("AUC {auc:.4} KS {:.4}", ks.statistic)
     };
 
-    let mut rec = LatencyRecorder::new();
-    let budget = Duration::from_secs_f64(seconds);
-    let started = Instant::now();
-    let mut out = [0f32];
-    'timing: loop {
-        for i in 0..rows.rows() {
-            let t0 = Instant::now();
-            let r = scorer.score(rows.row(i), &mut out);
-            rec.record_ns(t0.elapsed().as_nanos() as u64);
-            r?;
-            if i % 64 == 0 && started.elapsed() > budget {
-                break 'timing;
-            }
-        }
-    }
-    let s = rec.summary();
+    let w = info.input_width;
+    let inline_n = ((seconds / per_call.max(1e-8)) as usize).clamp(1_000, 20_000_000);
+    let inline = loadgen::run(
+        loadgen::Target::Inline(&mut scorer),
+        &rows.values,
+        w,
+        loadgen::Pacing::Closed,
+        inline_n,
+        |_| {},
+        |_| {},
+    );
+    let engine = tickscore::Engine::start(
+        &model,
+        &tickscore::EngineConfig {
+            workers: 1,
+            idle: tickscore::IdleStrategy::BusySpin,
+            ..Default::default()
+        },
+    )?;
+    // A round trip costs a few µs more than an inline call.
+    let ring_n = ((seconds / (per_call + 3e-6)) as usize).clamp(1_000, 5_000_000);
+    let ring = loadgen::run(
+        loadgen::Target::Ring {
+            engine: &engine,
+            in_flight: 1,
+        },
+        &rows.values,
+        w,
+        loadgen::Pacing::Closed,
+        ring_n,
+        |_| {},
+        |_| {},
+    );
+    drop(engine);
     let tier = match model.tier() {
         tickscore::Tier::Lowered { .. } => "lowered",
         tickscore::Tier::Tract { .. } => "tract",
     };
+    let (hi, hr) = (&inline.histogram, &ring.histogram);
+    let write = |file: String, text: &str| -> Result<(), String> {
+        let p = out_dir.join(file);
+        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    write(format!("{name}-inline.hgrm"), &loadgen::hgrm(hi))?;
+    write(format!("{name}-ring.hgrm"), &loadgen::hgrm(hr))?;
+    write(
+        format!("{name}.svg"),
+        &loadgen::svg(
+            &format!("{name}: latency by percentile"),
+            &[("inline", hi), ("ring (1 pinned worker)", hr)],
+        ),
+    )?;
+    let summary = |r: &loadgen::Run| {
+        let h = &r.histogram;
+        format!(
+            "{{\"count\":{},\"p50_ns\":{},\"p90_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"p9999_ns\":{},\"max_ns\":{},\"mean_ns\":{:.1},\"throughput_per_s\":{:.1}}}",
+            r.requests,
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.9),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.value_at_quantile(0.9999),
+            h.max(),
+            h.mean(),
+            r.throughput()
+        )
+    };
+    write(
+        format!("{name}.json"),
+        &format!(
+            "{{\"model\":\"{name}\",\"tier\":\"{tier}\",\"quality\":\"{quality}\",\"max_abs_diff_vs_onnxruntime\":{max_diff},\"inline\":{},\"ring\":{}}}\n",
+            summary(&inline),
+            summary(&ring)
+        ),
+    )?;
+    let q = |h: &hdrhistogram::Histogram<u64>, p: f64| human_ns(h.value_at_quantile(p) as f64);
     Ok(format!(
-        "{:<20} {:<8} {:<24} {:>10.2e} {:>10} {:>10} {:>10} {:>9}",
+        "{:<20} {:<8} {:<24} {:>9.2e} | {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9}",
         name,
         tier,
         quality,
         max_diff,
-        human_ns(s.p50_ns as f64),
-        human_ns(s.p99_ns as f64),
-        human_ns(s.p999_ns as f64),
-        s.count
+        q(hi, 0.5),
+        q(hi, 0.99),
+        q(hi, 0.999),
+        q(hr, 0.5),
+        q(hr, 0.99),
+        q(hr, 0.999),
     ))
 }
 
