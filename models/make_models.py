@@ -277,6 +277,54 @@ def with_nans(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def classification_extras(y, scores, threshold=0.5):
+    """scikit-learn's figures for the metrics `tickscore eval` prints.
+
+    Positive prediction: score >= threshold. Calibration: the rows sorted by
+    score (stable), split into 10 groups as np.array_split does.
+    """
+    from sklearn.metrics import (
+        brier_score_loss,
+        confusion_matrix,
+        f1_score,
+        log_loss,
+        precision_score,
+        recall_score,
+    )
+
+    pred = (scores >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    order = np.argsort(scores, kind="stable")
+    deciles = [
+        {"count": int(len(g)), "mean_score": float(scores[g].mean()), "observed_rate": float(y[g].mean())}
+        for g in np.array_split(order, 10)
+    ]
+    return {
+        "threshold": threshold,
+        "precision": float(precision_score(y, pred, zero_division=0)),
+        "recall": float(recall_score(y, pred, zero_division=0)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+        "confusion": {"tp": int(tp), "fp": int(fp), "tn": int(tn), "fn": int(fn)},
+        "brier": float(brier_score_loss(y, scores)),
+        "log_loss": float(log_loss(y, scores)),
+        "calibration_deciles": deciles,
+    }
+
+
+def psi(baseline: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
+    """Population stability index over the baseline's decile bins.
+
+    Edges: np.quantile(baseline, [0.1 .. 0.9]) (linear interpolation); a value
+    goes to the first bin whose edge is >= it (np.searchsorted, side left);
+    proportions are floored at 1e-4 so that an empty bin stays finite.
+    """
+    edges = np.quantile(baseline, np.arange(1, bins) / bins)
+    b = np.bincount(np.searchsorted(edges, baseline, side="left"), minlength=bins) / len(baseline)
+    c = np.bincount(np.searchsorted(edges, current, side="left"), minlength=bins) / len(current)
+    b, c = np.maximum(b, 1e-4), np.maximum(c, 1e-4)
+    return float(np.sum((c - b) * np.log(c / b)))
+
+
 def predict(session, x: np.ndarray) -> np.ndarray:
     """The score: P(class 1) from a probability output, else the only output."""
     outs = session.get_outputs()
@@ -312,6 +360,16 @@ def main() -> None:
     write_csv(data_dir / "german_test.csv", names, ([fmt(v) for v in row] for row in x_test))
     write_csv(data_dir / "german_test_labels.csv", ["bad"], ([int(v)] for v in y_test))
 
+    # Features, the label and the regression target in one file, for `tickscore eval`.
+    amount = names.index(REGRESSION_TARGET)
+    write_csv(
+        data_dir / "german_test_labeled.csv",
+        names + ["bad", "ln_credit_amount"],
+        (
+            [fmt(v) for v in row] + [int(y), format(float(np.log(np.float64(row[amount]))), ".17g")]
+            for row, y in zip(x_test, y_test)
+        ),
+    )
     x_test_nan = with_nans(x_test)
     write_csv(data_dir / "german_test_nan.csv", names, ([fmt(v) for v in row] for row in x_test_nan))
 
@@ -342,6 +400,8 @@ def main() -> None:
         if name in TREE_MODELS:
             p_nan = predict(session, x_test_nan[:, cols])
             write_csv(out_dir / "reference_nan.csv", header, ([fmt(v)] for v in p_nan))
+            # Population stability of the scores when ~1 value in 6 goes missing.
+            psi_nan = psi(p.astype(np.float64), p_nan.astype(np.float64))
 
         scores = p.astype(np.float64)
         if target is None:
@@ -352,6 +412,7 @@ def main() -> None:
                 "ks": float(np.max(tpr - fpr)),
                 "rows": int(len(y_test)),
             }
+            metrics[name].update(classification_extras(y_test, scores))
             summary = f"AUC {metrics[name]['auc']:.4f}  KS {metrics[name]['ks']:.4f}"
         else:
             from sklearn.metrics import r2_score
@@ -359,8 +420,18 @@ def main() -> None:
             truth = np.log(x_test[:, target].astype(np.float64))
             # Full float64 precision: R² is checked against scikit-learn to 1e-9.
             write_csv(out_dir / "target.csv", ["target"], ([format(v, ".17g")] for v in truth))
-            metrics[name] = {"kind": kind, "r2": float(r2_score(truth, scores)), "rows": int(len(truth))}
+            from sklearn.metrics import mean_absolute_error, mean_squared_error
+
+            metrics[name] = {
+                "kind": kind,
+                "r2": float(r2_score(truth, scores)),
+                "mae": float(mean_absolute_error(truth, scores)),
+                "mse": float(mean_squared_error(truth, scores)),
+                "rows": int(len(truth)),
+            }
             summary = f"R2 {metrics[name]['r2']:.4f}"
+        if name in TREE_MODELS:
+            metrics[name]["psi_test_vs_nan_rows"] = float(psi_nan)
         print(f"{name:20} {kind:32} {summary}")
 
     (HERE / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")

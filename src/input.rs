@@ -262,6 +262,45 @@ fn check_header(record: &csv::StringRecord, names: Option<&[String]>) -> Result<
     Ok(())
 }
 
+/// Read one numeric column (by header name) from a CSV file.
+pub fn read_column(path: &Path, column: &str) -> Result<Vec<f64>, CsvError> {
+    let file = std::fs::File::open(path).map_err(|source| CsvError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut csv = csv::ReaderBuilder::new().from_reader(file);
+    let malformed = |e: csv::Error| CsvError::Malformed {
+        line: e.position().map_or(1, |p| p.line()),
+        reason: e.to_string(),
+    };
+    let headers = csv.headers().map_err(malformed)?.clone();
+    let ix = headers
+        .iter()
+        .position(|h| h.trim() == column)
+        .ok_or_else(|| CsvError::Column {
+            name: column.to_string(),
+            problem: "missing",
+        })?;
+    let mut values = Vec::new();
+    for record in csv.records() {
+        let record = record.map_err(malformed)?;
+        let line = record.position().map_or(0, |p| p.line());
+        let v = record
+            .get(ix)
+            .and_then(|f| f.trim().parse::<f64>().ok())
+            .ok_or_else(|| CsvError::NotANumber {
+                line,
+                column: ix + 1,
+                name: column.to_string(),
+            })?;
+        values.push(v);
+    }
+    if values.is_empty() {
+        return Err(CsvError::Empty);
+    }
+    Ok(values)
+}
+
 /// Read one column of 0/1 labels (by header name) from a CSV file.
 pub fn read_labels_file(path: &Path, column: &str) -> Result<Vec<bool>, CsvError> {
     let io = |source| CsvError::Io {

@@ -34,6 +34,7 @@ pub mod eval;
 pub mod input;
 pub mod loadgen;
 pub mod model;
+pub mod plot;
 pub mod runtime;
 pub mod scorer;
 pub mod telemetry;

@@ -102,3 +102,66 @@ fn missing_model_fails_with_a_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read model file"));
 }
+
+#[test]
+fn eval_prints_the_metrics_and_writes_the_curves() {
+    let out_dir = std::env::temp_dir().join(format!("tickscore-eval-{}", std::process::id()));
+    let data = common::models_dir().join("data/german_test_labeled.csv");
+    let out = tickscore(&[
+        "eval",
+        "--model",
+        "german_lightgbm",
+        "--data",
+        data.to_str().unwrap(),
+        "--label",
+        "bad",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same figures scikit-learn recorded in models/metrics.json.
+    for expected in [
+        "AUC        0.798889",
+        "KS         0.452381",
+        "confusion  TP 43  FP 24  TN 186  FN 47",
+        "Brier      0.159458",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    for svg in ["german_lightgbm-roc.svg", "german_lightgbm-ks.svg"] {
+        let body = std::fs::read_to_string(out_dir.join(svg)).unwrap();
+        assert!(
+            body.starts_with("<svg") && body.contains("<polyline"),
+            "{svg}"
+        );
+    }
+    let out = tickscore(&[
+        "eval",
+        "--model",
+        "german_amount_lgbm",
+        "--data",
+        data.to_str().unwrap(),
+        "--label",
+        "ln_credit_amount",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("R²   0.569052"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = tickscore(&[
+        "eval",
+        "--model",
+        "german_lightgbm",
+        "--data",
+        data.to_str().unwrap(),
+        "--label",
+        "nope",
+    ]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("nope"));
+}

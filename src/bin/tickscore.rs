@@ -102,6 +102,34 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Evaluate a model on labelled data: AUC, KS, Gini, precision/recall/F1
+    /// and confusion at a threshold, Brier, log loss, calibration by
+    /// deciles (classifiers); R², MAE, MSE (regressors); PSI against a
+    /// baseline. Writes ROC and KS curves as SVG.
+    Eval {
+        /// The ONNX model, or the name of a bundled model.
+        #[arg(long)]
+        model: String,
+        /// CSV with the model's features (by name, any order, other columns
+        /// allowed) and the label column.
+        #[arg(long)]
+        data: PathBuf,
+        /// The label column: 0/1 for classifiers, the target for regressors.
+        #[arg(long)]
+        label: String,
+        /// Decision threshold for precision/recall/F1 (positive: score >= it).
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f64,
+        /// Features CSV to score as the baseline population for PSI.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Pass NaN and infinite features to the model instead of refusing.
+        #[arg(long)]
+        allow_non_finite: bool,
+        /// Directory for the ROC and KS SVGs.
+        #[arg(long, default_value = "report")]
+        out: PathBuf,
+    },
     /// Describe a model: layout, tier and lowered kernels.
     Inspect {
         /// The ONNX model.
@@ -149,6 +177,23 @@ fn main() -> ExitCode {
             allow_non_finite,
         } => score(&model, &input, &output, tier, allow_non_finite),
         Command::Inspect { model } => inspect(&model),
+        Command::Eval {
+            model,
+            data,
+            label,
+            threshold,
+            baseline,
+            allow_non_finite,
+            out,
+        } => evaluate(
+            &model,
+            &data,
+            &label,
+            threshold,
+            baseline.as_deref(),
+            allow_non_finite,
+            &out,
+        ),
         Command::Bench {
             model,
             rows,
@@ -274,11 +319,7 @@ struct BenchArgs {
 
 fn bench(a: BenchArgs) -> CliResult {
     let dir = models_dir(None);
-    let model_path = if Path::new(&a.model).is_file() {
-        PathBuf::from(&a.model)
-    } else {
-        dir.join(&a.model).join("model.onnx")
-    };
+    let model_path = resolve_model(&a.model);
     let name = model_path
         .parent()
         .and_then(|p| p.file_name())
@@ -442,6 +483,135 @@ fn bench(a: BenchArgs) -> CliResult {
     }
     let listed: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     println!("wrote {}", listed.join(", "));
+    Ok(())
+}
+
+/// A model path, or the name of a bundled model.
+fn resolve_model(model: &str) -> PathBuf {
+    if Path::new(model).is_file() {
+        PathBuf::from(model)
+    } else {
+        models_dir(None).join(model).join("model.onnx")
+    }
+}
+
+/// Score every row of a features CSV (read by the model's feature names).
+fn score_file(model: &Model, path: &Path) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    let info = model.info();
+    let rows = match &info.feature_names {
+        Some(names) => read_features_by_name(path, names),
+        None => read_features_file(path, info.input_width, None),
+    }
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut scorer = model.scorer()?;
+    let mut out = vec![0f32; info.score_width];
+    let mut scores = Vec::with_capacity(rows.rows());
+    for i in 0..rows.rows() {
+        scorer
+            .score(rows.row(i), &mut out)
+            .map_err(|e| format!("{}: line {}: {e}", path.display(), rows.lines[i]))?;
+        scores.push(f64::from(out[0]));
+    }
+    Ok(scores)
+}
+
+fn evaluate(
+    model_arg: &str,
+    data: &Path,
+    label: &str,
+    threshold: f64,
+    baseline: Option<&Path>,
+    allow_non_finite: bool,
+    out: &Path,
+) -> CliResult {
+    let path = resolve_model(model_arg);
+    let model = Model::load(&path, &options(TierArg::Auto, allow_non_finite))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let scores = score_file(&model, data)?;
+    let stem = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
+    println!("{stem} on {} ({} rows)", data.display(), scores.len());
+    if model.info().positive_class_column {
+        let labels =
+            read_labels_file(data, label).map_err(|e| format!("{}: {e}", data.display()))?;
+        let auc = eval::auc(&scores, &labels)?;
+        let ks = eval::ks(&scores, &labels)?;
+        let c = eval::confusion(&scores, &labels, threshold)?;
+        println!("AUC        {auc:.6}");
+        println!("Gini       {:.6}", 2.0 * auc - 1.0);
+        println!(
+            "KS         {:.6} at score {:.6}",
+            ks.statistic, ks.threshold
+        );
+        println!("threshold  {threshold} (positive: score >= threshold)");
+        println!(
+            "precision  {:.6}   recall {:.6}   F1 {:.6}",
+            c.precision(),
+            c.recall(),
+            c.f1()
+        );
+        println!(
+            "confusion  TP {}  FP {}  TN {}  FN {}",
+            c.tp, c.fp, c.tn, c.fn_
+        );
+        println!("Brier      {:.6}", eval::brier(&scores, &labels)?);
+        println!("log loss   {:.6}", eval::log_loss(&scores, &labels)?);
+        println!("calibration by score decile (rows, mean score, observed rate):");
+        for (i, b) in eval::calibration_deciles(&scores, &labels)?
+            .iter()
+            .enumerate()
+        {
+            println!(
+                "  {:>2}  {:>5}  {:.4}  {:.4}",
+                i + 1,
+                b.count,
+                b.mean_score,
+                b.observed_rate
+            );
+        }
+        // Curves: ROC, and the KS curve (the two classes' cumulative shares by score).
+        let roc = eval::roc_curve(&scores, &labels)?;
+        let roc_points: Vec<(f64, f64)> = roc.iter().map(|p| (p.0, p.1)).collect();
+        let ks_pos: Vec<(f64, f64)> = roc.iter().skip(1).map(|p| (p.2, p.1)).collect();
+        let ks_neg: Vec<(f64, f64)> = roc.iter().skip(1).map(|p| (p.2, p.0)).collect();
+        std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+        let roc_path = out.join(format!("{stem}-roc.svg"));
+        let ks_path = out.join(format!("{stem}-ks.svg"));
+        let diagonal = [(0.0, 0.0), (1.0, 1.0)];
+        std::fs::write(
+            &roc_path,
+            tickscore::plot::line_plot(
+                &format!("{stem}: ROC (AUC {auc:.4})"),
+                "false positive rate",
+                "true positive rate",
+                &[("ROC", &roc_points), ("chance", &diagonal)],
+            ),
+        )?;
+        std::fs::write(
+            &ks_path,
+            tickscore::plot::line_plot(
+                &format!(
+                    "{stem}: KS {:.4} at score {:.4}",
+                    ks.statistic, ks.threshold
+                ),
+                "score threshold",
+                "share of class with score >= threshold",
+                &[("positives", &ks_pos), ("negatives", &ks_neg)],
+            ),
+        )?;
+        println!("wrote {}, {}", roc_path.display(), ks_path.display());
+    } else {
+        let truth = tickscore::input::read_column(data, label)
+            .map_err(|e| format!("{}: {e}", data.display()))?;
+        let r = eval::regression(&scores, &truth)?;
+        println!("R²   {:.6}\nMAE  {:.6}\nMSE  {:.6}", r.r2, r.mae, r.mse);
+    }
+    if let Some(b) = baseline {
+        let base = score_file(&model, b)?;
+        println!("PSI vs {}: {:.6}", b.display(), eval::psi(&base, &scores)?);
+    }
     Ok(())
 }
 

@@ -161,6 +161,196 @@ pub fn regression(predictions: &[f64], truth: &[f64]) -> Result<Regression, Metr
     })
 }
 
+/// Counts at a threshold (positive prediction: `score >= threshold`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Confusion {
+    /// Predicted positive, labelled positive.
+    pub tp: u64,
+    /// Predicted positive, labelled negative.
+    pub fp: u64,
+    /// Predicted negative, labelled negative.
+    pub tn: u64,
+    /// Predicted negative, labelled positive.
+    pub fn_: u64,
+}
+
+impl Confusion {
+    /// tp / (tp + fp), 0 when nothing is predicted positive.
+    pub fn precision(&self) -> f64 {
+        ratio(self.tp, self.tp + self.fp)
+    }
+    /// tp / (tp + fn), 0 when nothing is labelled positive.
+    pub fn recall(&self) -> f64 {
+        ratio(self.tp, self.tp + self.fn_)
+    }
+    /// Harmonic mean of precision and recall (0 when both are 0).
+    pub fn f1(&self) -> f64 {
+        ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn_)
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+fn check(scores: &[f64], labels: &[bool]) -> Result<(), MetricError> {
+    if scores.len() != labels.len() || scores.is_empty() {
+        return Err(MetricError::LengthMismatch {
+            scores: scores.len(),
+            labels: labels.len(),
+        });
+    }
+    match scores.iter().position(|s| s.is_nan()) {
+        Some(index) => Err(MetricError::NaNScore { index }),
+        None => Ok(()),
+    }
+}
+
+/// The confusion matrix at `threshold`.
+pub fn confusion(
+    scores: &[f64],
+    labels: &[bool],
+    threshold: f64,
+) -> Result<Confusion, MetricError> {
+    check(scores, labels)?;
+    let mut c = Confusion::default();
+    for (&s, &l) in scores.iter().zip(labels) {
+        match (s >= threshold, l) {
+            (true, true) => c.tp += 1,
+            (true, false) => c.fp += 1,
+            (false, false) => c.tn += 1,
+            (false, true) => c.fn_ += 1,
+        }
+    }
+    Ok(c)
+}
+
+/// Brier score: mean squared difference between probability and outcome.
+pub fn brier(scores: &[f64], labels: &[bool]) -> Result<f64, MetricError> {
+    check(scores, labels)?;
+    let sum: f64 = scores
+        .iter()
+        .zip(labels)
+        .map(|(&s, &l)| (s - f64::from(u8::from(l))).powi(2))
+        .sum();
+    Ok(sum / scores.len() as f64)
+}
+
+/// Log loss (cross-entropy), probabilities clipped to [ε, 1 − ε] with ε the
+/// f64 machine epsilon, as scikit-learn does.
+pub fn log_loss(scores: &[f64], labels: &[bool]) -> Result<f64, MetricError> {
+    check(scores, labels)?;
+    let eps = f64::EPSILON;
+    let sum: f64 = scores
+        .iter()
+        .zip(labels)
+        .map(|(&s, &l)| {
+            let p = s.clamp(eps, 1.0 - eps);
+            if l {
+                -p.ln()
+            } else {
+                -(1.0 - p).ln()
+            }
+        })
+        .sum();
+    Ok(sum / scores.len() as f64)
+}
+
+/// One calibration bin.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CalibrationBin {
+    /// Rows in the bin.
+    pub count: usize,
+    /// Mean score.
+    pub mean_score: f64,
+    /// Fraction labelled positive.
+    pub observed_rate: f64,
+}
+
+/// Calibration by deciles: rows sorted by score (ties by position), split
+/// into 10 groups whose sizes differ by at most one (larger groups first,
+/// as numpy's `array_split`).
+pub fn calibration_deciles(
+    scores: &[f64],
+    labels: &[bool],
+) -> Result<Vec<CalibrationBin>, MetricError> {
+    check(scores, labels)?;
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
+    let (n, k) = (order.len(), 10.min(order.len()));
+    let mut bins = Vec::with_capacity(k);
+    let mut start = 0;
+    for i in 0..k {
+        let size = n / k + usize::from(i < n % k);
+        let group = &order[start..start + size];
+        start += size;
+        let mean =
+            |f: &dyn Fn(usize) -> f64| group.iter().map(|&r| f(r)).sum::<f64>() / size as f64;
+        bins.push(CalibrationBin {
+            count: size,
+            mean_score: mean(&|r| scores[r]),
+            observed_rate: mean(&|r| f64::from(u8::from(labels[r]))),
+        });
+    }
+    Ok(bins)
+}
+
+/// numpy's default (linear) quantile of sorted data.
+fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, frac) = (pos.floor() as usize, pos - pos.floor());
+    match sorted.get(lo + 1) {
+        Some(&hi) => sorted[lo] + (hi - sorted[lo]) * frac,
+        None => sorted[lo],
+    }
+}
+
+/// Population stability index of `current` against `baseline` over the
+/// baseline's 10 decile bins (edges by linear quantiles; a value belongs to
+/// the first bin whose upper edge is ≥ it); bin shares are floored at 1e-4.
+pub fn psi(baseline: &[f64], current: &[f64]) -> Result<f64, MetricError> {
+    if baseline.is_empty() || current.is_empty() {
+        return Err(MetricError::LengthMismatch {
+            scores: current.len(),
+            labels: baseline.len(),
+        });
+    }
+    for v in [baseline, current] {
+        if let Some(index) = v.iter().position(|s| s.is_nan()) {
+            return Err(MetricError::NaNScore { index });
+        }
+    }
+    let mut sorted = baseline.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let edges: Vec<f64> = (1..10)
+        .map(|i| quantile_sorted(&sorted, i as f64 / 10.0))
+        .collect();
+    let shares = |v: &[f64]| {
+        let mut counts = [0usize; 10];
+        for &x in v {
+            counts[edges.partition_point(|&e| e < x)] += 1;
+        }
+        counts.map(|c| (c as f64 / v.len() as f64).max(1e-4))
+    };
+    let (b, c) = (shares(baseline), shares(current));
+    Ok(b.iter()
+        .zip(c.iter())
+        .map(|(&b, &c)| (c - b) * (c / b).ln())
+        .sum())
+}
+
+/// Points of the ROC curve (false positive rate, true positive rate,
+/// threshold), from (0, 0), one per distinct score.
+pub fn roc_curve(scores: &[f64], labels: &[bool]) -> Result<Vec<(f64, f64, f64)>, MetricError> {
+    let mut points = vec![(0.0, 0.0, f64::INFINITY)];
+    points.extend(roc_points(scores, labels)?);
+    Ok(points)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
