@@ -258,17 +258,8 @@ fn main() -> Result<(), Error> {
     println!("onnxruntime: {}", dylib.display());
     println!("{calls} timed calls per engine and batch size, alternating blocks of {BLOCK}; latency per call");
     println!(
-        "{:<16} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "model",
-        "batch",
-        "ts p50",
-        "ort p50",
-        "ts p99",
-        "ort p99",
-        "ts p99.9",
-        "ort p99.9",
-        "p50 ratio",
-        "p99.9 ratio"
+        "{:<18} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} | tickscore/ORT at p50 p90 p99 p99.9",
+        "model", "batch", "ts p50", "ort p50", "ts p90", "ort p90", "ts p99", "ort p99", "ts p99.9", "ort p99.9"
     );
     for name in &names {
         for batch in [1usize, 64] {
@@ -280,18 +271,24 @@ fn main() -> Result<(), Error> {
             match compare(&env, &dir, name, batch, calls) {
                 Ok(e) => {
                     let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p);
+                    let cell = |h: &Histogram<u64>, p: f64| fmt_ns(q(h, p));
+                    let ratio = |p: f64| q(&e.ts, p) as f64 / q(&e.ort, p) as f64;
                     println!(
-                        "{:<16} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10.3} {:>10.3}",
+                        "{:<18} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} | {:.3} {:.3} {:.3} {:.3}",
                         e.name,
                         e.batch,
-                        fmt_ns(q(&e.ts, 0.5)),
-                        fmt_ns(q(&e.ort, 0.5)),
-                        fmt_ns(q(&e.ts, 0.99)),
-                        fmt_ns(q(&e.ort, 0.99)),
-                        fmt_ns(q(&e.ts, 0.999)),
-                        fmt_ns(q(&e.ort, 0.999)),
-                        q(&e.ts, 0.5) as f64 / q(&e.ort, 0.5) as f64,
-                        q(&e.ts, 0.999) as f64 / q(&e.ort, 0.999) as f64,
+                        cell(&e.ts, 0.5),
+                        cell(&e.ort, 0.5),
+                        cell(&e.ts, 0.9),
+                        cell(&e.ort, 0.9),
+                        cell(&e.ts, 0.99),
+                        cell(&e.ort, 0.99),
+                        cell(&e.ts, 0.999),
+                        cell(&e.ort, 0.999),
+                        ratio(0.5),
+                        ratio(0.9),
+                        ratio(0.99),
+                        ratio(0.999),
                     );
                 }
                 Err(err) => println!("{name:<16} {batch:>5} FAILED: {err}"),
