@@ -42,6 +42,7 @@ pub mod telemetry;
 pub use error::{LoadError, NonFiniteKind, ScoreError};
 pub use model::{InputPolicy, LoadOptions, Model, ModelInfo, NonFinitePolicy, Tier, TierChoice};
 pub use runtime::{
-    Engine, EngineConfig, IdleStrategy, RequestError, StageTimes, SubmitError, Ticket, TicketId,
+    Completion, CompletionCallback, Engine, EngineConfig, IdleStrategy, RequestError, StageTimes,
+    SubmitError, Ticket, TicketId,
 };
 pub use scorer::Scorer;

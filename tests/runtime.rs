@@ -428,3 +428,114 @@ fn detached_tickets_are_checked_and_taken_once() {
     }
     assert_eq!(engine.snapshot().counters.completed, 5);
 }
+
+#[test]
+fn batches_are_all_or_nothing_and_score_like_single_rows() {
+    let model = model("german_xgboost");
+    let rows = common::test_rows(&model);
+    let expected = inline_scores(&model, &rows);
+    let engine = Engine::start(
+        &model,
+        &EngineConfig {
+            workers: 2,
+            queue_depth: 100,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    let mut tickets = Vec::with_capacity(100);
+    let mut out = [0f32];
+    for start in (0..300).step_by(60) {
+        engine
+            .submit_batch(&rows.values[start * 61..(start + 60) * 61], &mut tickets)
+            .unwrap();
+        for (k, t) in tickets.drain(..).enumerate() {
+            engine.wait(t, &mut out).unwrap();
+            assert_eq!(out[0], expected[start + k]);
+        }
+    }
+    // 60 in flight + a batch of 60 does not fit in 100 slots: nothing queued.
+    engine
+        .submit_batch(&rows.values[..60 * 61], &mut tickets)
+        .unwrap();
+    let mut more = Vec::with_capacity(60);
+    assert_eq!(
+        engine
+            .submit_batch(&rows.values[..60 * 61], &mut more)
+            .unwrap_err(),
+        SubmitError::Busy
+    );
+    assert!(more.is_empty(), "a refused batch hands out no ticket");
+    for t in tickets.drain(..) {
+        engine.wait(t, &mut out).unwrap();
+    }
+    engine
+        .submit_batch(&rows.values[..60 * 61], &mut more)
+        .unwrap();
+    assert_eq!(more.len(), 60, "the slots came back");
+    for t in more.drain(..) {
+        engine.wait(t, &mut out).unwrap();
+    }
+    assert_eq!(
+        engine
+            .submit_batch(&rows.values[..100], &mut more)
+            .unwrap_err(),
+        SubmitError::WidthMismatch {
+            expected: 61,
+            got: 39
+        }
+    );
+    let c = engine.snapshot().counters;
+    assert_eq!((c.accepted, c.busy, c.completed), (420, 60, 420));
+}
+
+#[test]
+fn callbacks_receive_every_result_on_the_worker() {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Mutex;
+    let model = model("german_logreg");
+    let rows = common::test_rows(&model);
+    let expected = inline_scores(&model, &rows);
+    let received = Arc::new(Mutex::new(vec![f32::NAN; 300]));
+    let failed = Arc::new(AtomicU64::new(0));
+    let (sink, fails) = (received.clone(), failed.clone());
+    let config = EngineConfig {
+        workers: 2,
+        queue_depth: 64,
+        on_complete: Some(Arc::new(move |c: tickscore::Completion<'_>| {
+            match c.result {
+                Ok(_) => sink.lock().unwrap()[c.tag as usize] = c.scores[0],
+                Err(_) => {
+                    fails.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(&model, &config).unwrap();
+    for i in 0..300 {
+        while engine.submit_with_callback(rows.row(i), i as u64) == Err(SubmitError::Busy) {
+            std::thread::yield_now();
+        }
+    }
+    let mut nan = rows.row(0).to_vec();
+    nan[0] = f32::NAN;
+    engine.submit_with_callback(&nan, 999).unwrap();
+    engine.shutdown();
+    assert_eq!(
+        *received.lock().unwrap(),
+        expected,
+        "every callback got its row's score"
+    );
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        1,
+        "the NaN row's failure reached the callback"
+    );
+    assert_eq!(engine.snapshot().counters.completed, 301);
+    let plain = Engine::start(&model, &EngineConfig::default()).unwrap();
+    assert_eq!(
+        plain.submit_with_callback(rows.row(0), 1),
+        Err(SubmitError::NoCallback)
+    );
+}

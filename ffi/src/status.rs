@@ -212,6 +212,8 @@ impl From<SubmitError> for FfiError {
             SubmitError::Busy => TsStatus::Busy,
             SubmitError::ShutDown => TsStatus::ShutDown,
             SubmitError::WidthMismatch { .. } => TsStatus::WidthMismatch,
+            // The C ABI has no callback submission; unreachable from C.
+            SubmitError::NoCallback => TsStatus::InvalidArgument,
         };
         FfiError::new(status, e.to_string())
     }

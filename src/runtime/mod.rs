@@ -43,8 +43,24 @@ pub enum IdleStrategy {
     Park,
 }
 
+/// What a completion callback receives.
+#[derive(Debug)]
+pub struct Completion<'a> {
+    /// The tag given to [`Engine::submit_with_callback`].
+    pub tag: u64,
+    /// Stage times, or why the request failed.
+    pub result: Result<StageTimes, RequestError>,
+    /// The scores (meaningful when `result` is `Ok`).
+    pub scores: &'a [f32],
+}
+
+/// Called on the worker thread as each callback request completes. Keep it
+/// short and non-blocking: the worker scores nothing else meanwhile. A
+/// panic in it is contained and counted as a panic.
+pub type CompletionCallback = Arc<dyn Fn(Completion<'_>) + Send + Sync>;
+
 /// How to build an [`Engine`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineConfig {
     /// Worker threads (default 1).
     pub workers: usize,
@@ -61,6 +77,22 @@ pub struct EngineConfig {
     /// [`RequestError::DeadlineExceeded`] instead of being scored late
     /// (default: none).
     pub default_deadline: Option<Duration>,
+    /// Receives the results of [`Engine::submit_with_callback`] requests
+    /// (default: none).
+    pub on_complete: Option<CompletionCallback>,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("workers", &self.workers)
+            .field("cores", &self.cores)
+            .field("queue_depth", &self.queue_depth)
+            .field("idle", &self.idle)
+            .field("default_deadline", &self.default_deadline)
+            .field("on_complete", &self.on_complete.is_some())
+            .finish()
+    }
 }
 
 impl Default for EngineConfig {
@@ -71,6 +103,7 @@ impl Default for EngineConfig {
             queue_depth: 1024,
             idle: IdleStrategy::SpinThenPark(Duration::from_micros(50)),
             default_deadline: None,
+            on_complete: None,
         }
     }
 }
@@ -86,6 +119,9 @@ pub enum SubmitError {
     /// The engine is shutting down and accepts nothing new.
     #[error("the engine is shutting down")]
     ShutDown,
+    /// `submit_with_callback` on an engine started without `on_complete`.
+    #[error("no completion callback configured")]
+    NoCallback,
     /// The row does not have the model's width.
     #[error("row has {got} features, the model takes {expected}")]
     WidthMismatch {
@@ -202,6 +238,8 @@ pub(crate) struct Shared {
     pub stats: Box<[CachePadded<WorkerStats>]>,
     /// Test hook: runs on the worker before scoring (e.g. to inject a panic).
     pub fault: OnceLock<FaultHook>,
+    /// Receives callback requests' results.
+    pub on_complete: Option<CompletionCallback>,
 }
 
 /// A function run on the worker before each row is scored (tests use it
@@ -214,7 +252,7 @@ impl Shared {
     }
 
     /// Return a slot to the free list.
-    fn release(&self, ix: u32) {
+    pub(crate) fn release(&self, ix: u32) {
         self.slots[ix as usize].state.store(FREE, Ordering::Release);
         // Cannot fail: there are exactly as many slots as free-list places.
         let _ = self.free.push(ix);
@@ -334,6 +372,7 @@ impl Engine {
                 })
                 .collect(),
             fault: OnceLock::new(),
+            on_complete: config.on_complete.clone(),
         });
         let mut workers = Vec::with_capacity(config.workers);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -380,6 +419,29 @@ impl Engine {
         row: &[f32],
         deadline: Option<Duration>,
     ) -> Result<Ticket<'_>, SubmitError> {
+        let slot = self.submit_inner(row, deadline, 0)?;
+        Ok(Ticket { engine: self, slot })
+    }
+
+    /// Queue `row`; its result goes to the engine's `on_complete` callback
+    /// with `tag`, on the worker thread, and the slot recycles itself. Never
+    /// blocks; allocates nothing.
+    pub fn submit_with_callback(&self, row: &[f32], tag: u64) -> Result<(), SubmitError> {
+        if self.shared.on_complete.is_none() {
+            return Err(SubmitError::NoCallback);
+        }
+        // Stored as tag + 1 (0 marks a ticket request); u64::MAX stays u64::MAX.
+        self.submit_inner(row, None, tag.saturating_add(1))
+            .map(|_| ())
+    }
+
+    /// Submit and return the slot; `callback_tag` 0 = a ticket request.
+    fn submit_inner(
+        &self,
+        row: &[f32],
+        deadline: Option<Duration>,
+        callback_tag: u64,
+    ) -> Result<u32, SubmitError> {
         let s = &*self.shared;
         if row.len() != s.width {
             return Err(SubmitError::WidthMismatch {
@@ -388,7 +450,7 @@ impl Engine {
             });
         }
         s.submitting.fetch_add(1, Ordering::SeqCst);
-        let result = self.push(row, deadline);
+        let result = self.push(row, deadline, callback_tag);
         s.submitting.fetch_sub(1, Ordering::SeqCst);
         match &result {
             Ok(_) => s.accepted.fetch_add(1, Ordering::Relaxed),
@@ -398,7 +460,12 @@ impl Engine {
         result
     }
 
-    fn push(&self, row: &[f32], deadline: Option<Duration>) -> Result<Ticket<'_>, SubmitError> {
+    fn push(
+        &self,
+        row: &[f32],
+        deadline: Option<Duration>,
+        callback_tag: u64,
+    ) -> Result<u32, SubmitError> {
         let s = &*self.shared;
         if !s.accepting.load(Ordering::SeqCst) {
             return Err(SubmitError::ShutDown);
@@ -411,6 +478,7 @@ impl Engine {
             deadline.map_or(s.default_deadline_ns, |d| d.as_nanos() as u64),
             Ordering::Relaxed,
         );
+        slot.callback_tag.store(callback_tag, Ordering::Relaxed);
         slot.set_time(0, s.now_ns());
         slot.state.store(PENDING, Ordering::Relaxed);
         if s.queue.push(ix).is_err() {
@@ -425,10 +493,84 @@ impl Engine {
             s.wake_epoch.fetch_add(1, Ordering::Release);
             atomic_wait::wake_one(&*s.wake_epoch);
         }
-        Ok(Ticket {
-            engine: self,
-            slot: ix,
-        })
+        Ok(ix)
+    }
+
+    /// Queue every row of `rows` (back to back, `input_width` each) or none:
+    /// if the queue cannot take them all, nothing is queued and `Busy` is
+    /// returned. Tickets are appended to `tickets` in row order (reserve its
+    /// capacity to keep this allocation-free). Never blocks.
+    pub fn submit_batch<'e>(
+        &'e self,
+        rows: &[f32],
+        tickets: &mut Vec<Ticket<'e>>,
+    ) -> Result<(), SubmitError> {
+        let s = &*self.shared;
+        if rows.is_empty() || rows.len() % s.width != 0 {
+            return Err(SubmitError::WidthMismatch {
+                expected: s.width,
+                got: rows.len() % s.width,
+            });
+        }
+        let n = rows.len() / s.width;
+        s.submitting.fetch_add(1, Ordering::SeqCst);
+        let result = self.push_batch(rows, n, tickets);
+        s.submitting.fetch_sub(1, Ordering::SeqCst);
+        match &result {
+            Ok(()) => s.accepted.fetch_add(n as u64, Ordering::Relaxed),
+            Err(SubmitError::Busy) => s.busy.fetch_add(n as u64, Ordering::Relaxed),
+            Err(_) => 0,
+        };
+        result
+    }
+
+    fn push_batch<'e>(
+        &'e self,
+        rows: &[f32],
+        n: usize,
+        tickets: &mut Vec<Ticket<'e>>,
+    ) -> Result<(), SubmitError> {
+        let s = &*self.shared;
+        if !s.accepting.load(Ordering::SeqCst) {
+            return Err(SubmitError::ShutDown);
+        }
+        // Reserve every slot first, so that a batch is all or nothing.
+        let first = tickets.len();
+        for _ in 0..n {
+            match s.free.pop() {
+                Some(ix) => tickets.push(Ticket {
+                    engine: self,
+                    slot: ix,
+                }),
+                None => {
+                    for t in tickets.drain(first..) {
+                        let ix = t.slot;
+                        std::mem::forget(t);
+                        let _ = s.free.push(ix);
+                    }
+                    return Err(SubmitError::Busy);
+                }
+            }
+        }
+        let now = s.now_ns();
+        for (t, row) in tickets[first..].iter().zip(rows.chunks_exact(s.width)) {
+            let slot = &s.slots[t.slot as usize];
+            slot.generation.fetch_add(1, Ordering::Relaxed);
+            slot.write_input(row);
+            slot.deadline_ns
+                .store(s.default_deadline_ns, Ordering::Relaxed);
+            slot.callback_tag.store(0, Ordering::Relaxed);
+            slot.set_time(0, now);
+            slot.state.store(PENDING, Ordering::Relaxed);
+            // Cannot fail: the queue has room for every slot.
+            let _ = s.queue.push(t.slot);
+        }
+        fence(Ordering::SeqCst);
+        if s.sleepers.load(Ordering::Relaxed) > 0 {
+            s.wake_epoch.fetch_add(1, Ordering::Release);
+            atomic_wait::wake_all(&*s.wake_epoch);
+        }
+        Ok(())
     }
 
     /// Queue `row` and return a ticket id that does not borrow the engine

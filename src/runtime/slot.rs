@@ -73,6 +73,8 @@ pub(crate) struct Slot {
     times: [AtomicU64; 3],
     /// Deadline for the queue wait, ns; 0 = none.
     pub deadline_ns: AtomicU64,
+    /// Callback tag + 1, or 0 for a ticket request.
+    pub callback_tag: AtomicU64,
 }
 
 impl Slot {
@@ -85,6 +87,7 @@ impl Slot {
             outcome: Default::default(),
             times: Default::default(),
             deadline_ns: AtomicU64::new(0),
+            callback_tag: AtomicU64::new(0),
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::slot::{RequestError, StageTimes};
-use super::{publish, IdleStrategy, Shared, StageHistograms};
+use super::{publish, Completion, IdleStrategy, Shared, StageHistograms};
 use crate::scorer::Scorer;
 
 pub(crate) fn run(
@@ -78,16 +78,33 @@ pub(crate) fn run(
                 }
             }
         };
-        slot.set_outcome(outcome);
         let completed = shared.now_ns();
-        slot.set_time(2, completed);
         let times = StageTimes {
             queue_wait_ns: started.saturating_sub(submitted),
             compute_ns: completed.saturating_sub(started),
             end_to_end_ns: completed.saturating_sub(submitted),
         };
         stats.completed.fetch_add(1, Ordering::Relaxed);
-        publish(&shared, ix);
+        let tag = slot.callback_tag.load(Ordering::Relaxed);
+        match (tag, &shared.on_complete) {
+            (1.., Some(callback)) => {
+                // The callback gets the result; the slot recycles itself.
+                let completion = Completion {
+                    tag: tag - 1,
+                    result: outcome.map(|()| times),
+                    scores: &out,
+                };
+                if catch_unwind(AssertUnwindSafe(|| callback(completion))).is_err() {
+                    stats.panics.fetch_add(1, Ordering::Relaxed);
+                }
+                shared.release(ix);
+            }
+            _ => {
+                slot.set_outcome(outcome);
+                slot.set_time(2, completed);
+                publish(&shared, ix);
+            }
+        }
         // Record without ever waiting: a snapshot holding the lock sends
         // this sample to the spill histograms, merged at the next chance.
         match stats.hist.try_lock() {
