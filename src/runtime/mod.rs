@@ -64,9 +64,11 @@ pub type CompletionCallback = Arc<dyn Fn(Completion<'_>) + Send + Sync>;
 pub struct EngineConfig {
     /// Worker threads (default 1).
     pub workers: usize,
-    /// Cores to pin workers to, in order (default: the cores
-    /// `core_affinity` reports, from the last, so core 0 stays with the
-    /// caller). An empty list leaves workers unpinned.
+    /// Cores to pin workers to, in order (default: the cores the *calling
+    /// thread* may run on, from the last, so core 0 stays with the caller).
+    /// A caller already pinned to one core must list the workers' cores
+    /// here, or they would share its core. An empty list leaves workers
+    /// unpinned.
     pub cores: Option<Vec<usize>>,
     /// Requests the queue holds (default 1024); also the number of
     /// completion slots, so at most this many are in flight.
