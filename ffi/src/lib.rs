@@ -217,6 +217,28 @@ unsafe fn model_ref<'a>(model: *const TsModel) -> Result<&'a TsModel, FfiError> 
     Ok(unsafe { &*model })
 }
 
+/// Answer a read-only query about a model into `*out`.
+///
+/// # Safety
+/// `model` must be NULL (refused) or a live model handle; `out` NULL
+/// (refused) or writable.
+unsafe fn answer<T>(
+    model: *const TsModel,
+    out: *mut T,
+    name: &str,
+    query: impl FnOnce(&Model) -> T,
+) -> TsStatus {
+    ffi_boundary(|| {
+        // SAFETY: forwarded contract.
+        let m = unsafe { model_ref(model) }?;
+        non_null(out, name)?;
+        let value = query(&m.model);
+        // SAFETY: non-NULL (checked); writable by contract.
+        unsafe { out.write(value) };
+        Ok(())
+    })
+}
+
 /// Write the number of features a row must have to `*out_width`.
 /// Thread-safe.
 ///
@@ -227,14 +249,8 @@ pub unsafe extern "C" fn ts_model_input_width(
     model: *const TsModel,
     out_width: *mut usize,
 ) -> TsStatus {
-    ffi_boundary(|| {
-        // SAFETY: the caller's contract.
-        let m = unsafe { model_ref(model) }?;
-        non_null(out_width, "out_width")?;
-        // SAFETY: non-NULL (checked); writable by contract.
-        unsafe { out_width.write(m.model.info().input_width) };
-        Ok(())
-    })
+    // SAFETY: forwarded from this function's contract.
+    unsafe { answer(model, out_width, "out_width", |m| m.info().input_width) }
 }
 
 /// Write the number of scores per row to `*out_width` (1 for a binary
@@ -247,14 +263,8 @@ pub unsafe extern "C" fn ts_model_score_width(
     model: *const TsModel,
     out_width: *mut usize,
 ) -> TsStatus {
-    ffi_boundary(|| {
-        // SAFETY: the caller's contract.
-        let m = unsafe { model_ref(model) }?;
-        non_null(out_width, "out_width")?;
-        // SAFETY: non-NULL (checked); writable by contract.
-        unsafe { out_width.write(m.model.info().score_width) };
-        Ok(())
-    })
+    // SAFETY: forwarded from this function's contract.
+    unsafe { answer(model, out_width, "out_width", |m| m.info().score_width) }
 }
 
 /// Write the model file's ONNX `model_version` field (0 if unset) to
@@ -267,14 +277,12 @@ pub unsafe extern "C" fn ts_model_version(
     model: *const TsModel,
     out_version: *mut i64,
 ) -> TsStatus {
-    ffi_boundary(|| {
-        // SAFETY: the caller's contract.
-        let m = unsafe { model_ref(model) }?;
-        non_null(out_version, "out_version")?;
-        // SAFETY: non-NULL (checked); writable by contract.
-        unsafe { out_version.write(m.model.info().model_version) };
-        Ok(())
-    })
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        answer(model, out_version, "out_version", |m| {
+            m.info().model_version
+        })
+    }
 }
 
 /// Write 1 to `*out_lowered` if the model runs on tickscore's lowered
@@ -287,15 +295,12 @@ pub unsafe extern "C" fn ts_model_is_lowered(
     model: *const TsModel,
     out_lowered: *mut u32,
 ) -> TsStatus {
-    ffi_boundary(|| {
-        // SAFETY: the caller's contract.
-        let m = unsafe { model_ref(model) }?;
-        non_null(out_lowered, "out_lowered")?;
-        let lowered = matches!(m.model.tier(), Tier::Lowered { .. });
-        // SAFETY: non-NULL (checked); writable by contract.
-        unsafe { out_lowered.write(u32::from(lowered)) };
-        Ok(())
-    })
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        answer(model, out_lowered, "out_lowered", |m| {
+            u32::from(matches!(m.tier(), Tier::Lowered { .. }))
+        })
+    }
 }
 
 /// Copy the name of feature `index` into `buf` (NUL-terminated) and its

@@ -65,43 +65,7 @@ enum Command {
     },
     /// Latency benchmark with HdrHistogram output: open loop at a fixed
     /// rate (latency from each request's due time), or closed loop.
-    Bench {
-        /// The ONNX model, or the name of a bundled model.
-        #[arg(long)]
-        model: String,
-        /// Rows to cycle through (default: the bundled German test split,
-        /// read by the model's feature names).
-        #[arg(long)]
-        rows: Option<PathBuf>,
-        /// Inline on this thread, or through the worker runtime.
-        #[arg(long, value_enum, default_value_t = PathArg::Inline)]
-        path: PathArg,
-        /// Requests per second (default: half the capacity measured by a
-        /// short closed-loop calibration).
-        #[arg(long, conflicts_with = "closed")]
-        rate: Option<f64>,
-        /// Closed loop: maximum throughput (hides stalls in the latencies).
-        #[arg(long)]
-        closed: bool,
-        /// Run length in seconds (default 5).
-        #[arg(long, conflicts_with = "requests")]
-        duration: Option<f64>,
-        /// Run length in requests.
-        #[arg(long)]
-        requests: Option<usize>,
-        /// Worker threads (ring path).
-        #[arg(long, default_value_t = 1)]
-        workers: usize,
-        /// Idle workers: spin, spin 50 µs then sleep, or sleep at once (ring path).
-        #[arg(long, value_enum, default_value_t = IdleArg::Spin50us)]
-        idle: IdleArg,
-        /// Directory for the .hgrm, .svg and .json files.
-        #[arg(long, default_value = "report")]
-        out: PathBuf,
-        /// Also write the JSON summary here.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+    Bench(BenchArgs),
     /// Evaluate a model on labelled data: AUC, KS, Gini, precision/recall/F1
     /// and confusion at a threshold, Brier, log loss, calibration by
     /// deciles (classifiers); R², MAE, MSE (regressors); PSI against a
@@ -194,31 +158,7 @@ fn main() -> ExitCode {
             allow_non_finite,
             &out,
         ),
-        Command::Bench {
-            model,
-            rows,
-            path,
-            rate,
-            closed,
-            duration,
-            requests,
-            workers,
-            idle,
-            out,
-            json,
-        } => bench(BenchArgs {
-            model,
-            rows,
-            path,
-            rate,
-            closed,
-            duration,
-            requests,
-            workers,
-            idle,
-            out,
-            json,
-        }),
+        Command::Bench(args) => bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -303,17 +243,42 @@ fn score(
     Ok(())
 }
 
+#[derive(clap::Args)]
 struct BenchArgs {
+    /// The ONNX model, or the name of a bundled model.
+    #[arg(long)]
     model: String,
+    /// Rows to cycle through (default: the bundled German test split,
+    /// read by the model's feature names).
+    #[arg(long)]
     rows: Option<PathBuf>,
+    /// Inline on this thread, or through the worker runtime.
+    #[arg(long, value_enum, default_value_t = PathArg::Inline)]
     path: PathArg,
+    /// Requests per second (default: half the capacity measured by a
+    /// short closed-loop calibration).
+    #[arg(long, conflicts_with = "closed")]
     rate: Option<f64>,
+    /// Closed loop: maximum throughput (hides stalls in the latencies).
+    #[arg(long)]
     closed: bool,
+    /// Run length in seconds (default 5).
+    #[arg(long, conflicts_with = "requests")]
     duration: Option<f64>,
+    /// Run length in requests.
+    #[arg(long)]
     requests: Option<usize>,
+    /// Worker threads (ring path).
+    #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Idle workers: spin, spin 50 µs then sleep, or sleep at once (ring path).
+    #[arg(long, value_enum, default_value_t = IdleArg::Spin50us)]
     idle: IdleArg,
+    /// Directory for the .hgrm, .svg and .json files.
+    #[arg(long, default_value = "report")]
     out: PathBuf,
+    /// Also write the JSON summary here.
+    #[arg(long)]
     json: Option<PathBuf>,
 }
 

@@ -451,12 +451,23 @@ impl Engine {
                 got: row.len(),
             });
         }
+        self.counted(1, || self.push(row, deadline, callback_tag))
+    }
+
+    /// Run a submission of `n` rows: shutdown waits for it to finish, and
+    /// its outcome is counted (accepted or busy).
+    fn counted<T>(
+        &self,
+        n: u64,
+        submit: impl FnOnce() -> Result<T, SubmitError>,
+    ) -> Result<T, SubmitError> {
+        let s = &*self.shared;
         s.submitting.fetch_add(1, Ordering::SeqCst);
-        let result = self.push(row, deadline, callback_tag);
+        let result = submit();
         s.submitting.fetch_sub(1, Ordering::SeqCst);
         match &result {
-            Ok(_) => s.accepted.fetch_add(1, Ordering::Relaxed),
-            Err(SubmitError::Busy) => s.busy.fetch_add(1, Ordering::Relaxed),
+            Ok(_) => s.accepted.fetch_add(n, Ordering::Relaxed),
+            Err(SubmitError::Busy) => s.busy.fetch_add(n, Ordering::Relaxed),
             Err(_) => 0,
         };
         result
@@ -515,15 +526,7 @@ impl Engine {
             });
         }
         let n = rows.len() / s.width;
-        s.submitting.fetch_add(1, Ordering::SeqCst);
-        let result = self.push_batch(rows, n, tickets);
-        s.submitting.fetch_sub(1, Ordering::SeqCst);
-        match &result {
-            Ok(()) => s.accepted.fetch_add(n as u64, Ordering::Relaxed),
-            Err(SubmitError::Busy) => s.busy.fetch_add(n as u64, Ordering::Relaxed),
-            Err(_) => 0,
-        };
-        result
+        self.counted(n as u64, || self.push_batch(rows, n, tickets))
     }
 
     fn push_batch<'e>(
