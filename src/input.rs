@@ -442,6 +442,41 @@ mod tests {
     }
 
     #[test]
+    fn read_column_refuses_garbage_with_position() {
+        let dir = std::env::temp_dir().join(format!("tickscore-col-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("col.csv");
+        std::fs::write(&path, "a,y\n1,0.5\n2,-1e3\n").unwrap();
+        assert_eq!(read_column(&path, "y").unwrap(), vec![0.5, -1000.0]);
+        std::fs::write(&path, "a,y\n1,0.5\n2,x\n").unwrap();
+        let e = read_column(&path, "y").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CsvError::NotANumber {
+                    line: 3,
+                    column: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        std::fs::write(&path, "a,y\n1\n").unwrap();
+        assert!(read_column(&path, "y").is_err(), "short row");
+        std::fs::write(&path, b"a,y\n\xff\xfe,1\n").unwrap();
+        assert!(read_column(&path, "y").is_err(), "invalid UTF-8");
+        std::fs::write(&path, "a,y\n").unwrap();
+        assert!(matches!(
+            read_column(&path, "y").unwrap_err(),
+            CsvError::Empty
+        ));
+        assert!(matches!(
+            read_column(&path, "z").unwrap_err(),
+            CsvError::Column { .. }
+        ));
+    }
+
+    #[test]
     fn nan_is_a_number_here() {
         let rows = read_features("NaN,inf\n".as_bytes(), 2, None).unwrap();
         assert!(rows.values[0].is_nan() && rows.values[1].is_infinite());
