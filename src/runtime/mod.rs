@@ -9,10 +9,11 @@
 //!
 //! What it must never do: block a submitter (a full queue or no free slot
 //! returns [`SubmitError::Busy`] at once, the row still the caller's),
-//! allocate or lock per request once started (see `tests/runtime.rs`), lose
-//! or duplicate an accepted request (every accepted request completes
-//! exactly once, also across shutdown), or let a model's panic kill a
-//! worker.
+//! allocate per request once started (see `tests/runtime_zero_alloc.rs`) or
+//! wait on a lock (telemetry takes an uncontended `try_lock` and never
+//! waits), lose or duplicate an accepted request (every accepted request
+//! completes exactly once, also across shutdown), or let a model's panic
+//! kill a worker.
 
 mod slot;
 mod worker;
