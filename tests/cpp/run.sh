@@ -35,14 +35,6 @@ g++ "${CXXFLAGS[@]}" -O2 tests/cpp/test_abi.cpp target/release/libtickscore.a "$
 g++ "${CXXFLAGS[@]}" -O1 -g tests/cpp/test_abi.cpp -L"$out/sysalloc" -ltickscore \
   -Wl,-rpath,"$PWD/$out/sysalloc" -o "$out/test_abi_valgrind"
 
-echo "-- C++ against libtickscore.so"
-"$out/test_abi_shared" models
-echo "-- C++ against libtickscore.a"
-"$out/test_abi_static" models
-echo "-- C++ under valgrind"
-valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
-  --show-leak-kinds=definite,indirect "$out/test_abi_valgrind" models
-
 echo "-- install, then build a consumer with pkg-config and with CMake"
 prefix="$PWD/$out/prefix"
 scripts/install-lib "$prefix" >/dev/null
@@ -54,3 +46,12 @@ g++ -std=c++17 -Wall -Wextra -Werror examples/cmake/main.cpp $(pkg-config --cfla
 cmake -S examples/cmake -B "$out/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$out/cmake-build" >/dev/null
 "$out/cmake-build/score_row" models/german_logreg/model.onnx
+
+echo "-- C++ against libtickscore.so"
+"$out/test_abi_shared" models
+echo "-- C++ against libtickscore.a"
+"$out/test_abi_static" models
+echo "-- C++ under valgrind"
+valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+  --show-leak-kinds=definite,indirect "$out/test_abi_valgrind" models
+
