@@ -12,8 +12,16 @@
 //! * [`Model`]: a loaded, validated, immutable model shared by threads;
 //!   [`Model::tier`] says which engine runs it.
 //! * [`Scorer`]: a thread-owned context that scores rows inline into a
-//!   caller's buffer.
-//! * [`eval`]: evaluation metrics (AUC, KS) for the CLI and reports.
+//!   caller's buffer (no allocation, no lock).
+//! * [`Engine`] ([`runtime`]): worker threads pinned to cores behind a
+//!   bounded queue; submit, then poll, wait or get a callback.
+//! * [`eval`]: AUC, KS, Gini, precision/recall/F1, Brier, log loss,
+//!   calibration, PSI, R²/MAE/MSE.
+//! * [`loadgen`], [`telemetry`], [`plot`]: open/closed-loop load generation,
+//!   HdrHistogram latency summaries, `.hgrm` and SVG output.
+//! * [`input`]: strict CSV reading (by position or by feature name).
+//!
+//! The C ABI (`libtickscore`) lives in the `ffi/` crate, a client of this one.
 //!
 //! ```no_run
 //! use tickscore::{LoadOptions, Model};
