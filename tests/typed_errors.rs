@@ -298,3 +298,30 @@ fn random_bytes_and_mutated_models_never_panic() {
         }
     }
 }
+
+/// Inputs the fuzzers (fuzz/) once crashed on, kept as ordinary tests: each
+/// must now be refused with a precise typed error, not a contained panic.
+#[test]
+fn fuzzer_findings_are_typed_errors() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz");
+    // A graph output that no node produces: tract's importer indexed a map
+    // with it and panicked.
+    let bytes = std::fs::read(dir.join("model_bytes-output-without-producer.onnx")).unwrap();
+    let err = load(&bytes).unwrap_err();
+    assert!(
+        matches!(err, LoadError::Malformed(ref m) if m.contains("produced by nothing")),
+        "{err}"
+    );
+
+    let dangling_input = model_bytes(
+        vec![node("Sigmoid", "", &["ghost"], &["score"])],
+        vec![value("x", 1, &[None, Some(3)])],
+        vec![value("score", 1, &[None, Some(3)])],
+        vec![],
+    );
+    let err = load(&dangling_input).unwrap_err();
+    assert!(
+        matches!(err, LoadError::Malformed(ref m) if m.contains("\"ghost\"")),
+        "{err}"
+    );
+}

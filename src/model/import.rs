@@ -77,6 +77,7 @@ fn import_unguarded(bytes: &[u8], expect_width: Option<usize>) -> Result<Importe
         return Err(LoadError::Malformed("the graph has no nodes".into()));
     }
 
+    check_names(graph)?;
     let input_width = check_input(graph)?;
     if let Some(expected) = expect_width {
         if expected != input_width {
@@ -124,6 +125,48 @@ fn import_unguarded(bytes: &[u8], expect_width: Option<usize>) -> Result<Importe
         positive_class_column,
         model_version: proto.model_version,
     })
+}
+
+/// Every value a node reads and every graph output is produced by something
+/// (a graph input, an initializer or a node). tract panics on an output
+/// nothing produces (found by fuzzing) and turns an unknown node input into
+/// an extra model input; both are malformed files.
+fn check_names(graph: &pb::GraphProto) -> Result<(), LoadError> {
+    let known: HashSet<&str> = graph
+        .input
+        .iter()
+        .map(|i| i.name.as_str())
+        .chain(graph.initializer.iter().map(|t| t.name.as_str()))
+        .chain(
+            graph
+                .node
+                .iter()
+                .flat_map(|n| n.output.iter().map(String::as_str)),
+        )
+        .collect();
+    for node in &graph.node {
+        if let Some(missing) = node
+            .input
+            .iter()
+            .find(|i| !i.is_empty() && !known.contains(i.as_str()))
+        {
+            return Err(LoadError::Malformed(format!(
+                "node {:?} reads {missing:?}, which nothing in the graph produces",
+                node.name
+            )));
+        }
+    }
+    if let Some(o) = graph
+        .output
+        .iter()
+        .find(|o| !known.contains(o.name.as_str()))
+    {
+        return Err(LoadError::Malformed(format!(
+            "graph output {:?} is produced by nothing",
+            o.name
+        )));
+    }
+    Ok(())
 }
 
 /// Exactly one graph input that is not an initializer: f32, `[batch, F]`, F known.
