@@ -64,6 +64,26 @@ impl Run {
     pub fn throughput(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// The run's JSON summary fields, without braces: `count`, `p50_ns`,
+    /// `p90_ns`, `p99_ns`, `p999_ns`, `p9999_ns`, `max_ns`, `mean_ns`,
+    /// `throughput_per_s`.
+    pub fn json_fields(&self) -> String {
+        let h = &self.histogram;
+        let q = |p: f64| h.value_at_quantile(p);
+        format!(
+            "\"count\":{},\"p50_ns\":{},\"p90_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"p9999_ns\":{},\"max_ns\":{},\"mean_ns\":{:.1},\"throughput_per_s\":{:.1}",
+            self.requests,
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(0.999),
+            q(0.9999),
+            h.max(),
+            h.mean(),
+            self.throughput()
+        )
+    }
 }
 
 fn histogram() -> Histogram<u64> {

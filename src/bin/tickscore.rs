@@ -416,17 +416,9 @@ fn bench(a: BenchArgs) -> CliResult {
         println!("errors {}  busy (retried) {}", run.errors, run.busy);
     }
     let json = format!(
-        "{{\"model\":\"{name}\",\"path\":\"{path_name}\",\"pacing\":\"{pacing_name}\",\"rate_per_s\":{rate},\"workers\":{},\"count\":{},\"p50_ns\":{},\"p90_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"p9999_ns\":{},\"max_ns\":{},\"mean_ns\":{:.1},\"throughput_per_s\":{:.1},\"errors\":{},\"busy\":{}}}\n",
+        "{{\"model\":\"{name}\",\"path\":\"{path_name}\",\"pacing\":\"{pacing_name}\",\"rate_per_s\":{rate},\"workers\":{},{},\"errors\":{},\"busy\":{}}}\n",
         if a.path == PathArg::Ring { a.workers } else { 0 },
-        run.requests,
-        q(0.5),
-        q(0.9),
-        q(0.99),
-        q(0.999),
-        q(0.9999),
-        h.max(),
-        h.mean(),
-        run.throughput(),
+        run.json_fields(),
         run.errors,
         run.busy
     );
@@ -774,27 +766,12 @@ fn run_model(
             &[("inline", hi), ("ring (1 pinned worker)", hr)],
         ),
     )?;
-    let summary = |r: &loadgen::Run| {
-        let h = &r.histogram;
-        format!(
-            "{{\"count\":{},\"p50_ns\":{},\"p90_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"p9999_ns\":{},\"max_ns\":{},\"mean_ns\":{:.1},\"throughput_per_s\":{:.1}}}",
-            r.requests,
-            h.value_at_quantile(0.5),
-            h.value_at_quantile(0.9),
-            h.value_at_quantile(0.99),
-            h.value_at_quantile(0.999),
-            h.value_at_quantile(0.9999),
-            h.max(),
-            h.mean(),
-            r.throughput()
-        )
-    };
     write(
         format!("{name}.json"),
         &format!(
-            "{{\"model\":\"{name}\",\"tier\":\"{tier}\",\"quality\":\"{quality}\",\"max_abs_diff_vs_onnxruntime\":{max_diff},\"inline\":{},\"ring\":{}}}\n",
-            summary(&inline),
-            summary(&ring)
+            "{{\"model\":\"{name}\",\"tier\":\"{tier}\",\"quality\":\"{quality}\",\"max_abs_diff_vs_onnxruntime\":{max_diff},\"inline\":{{{}}},\"ring\":{{{}}}}}\n",
+            inline.json_fields(),
+            ring.json_fields()
         ),
     )?;
     let q = |h: &hdrhistogram::Histogram<u64>, p: f64| human_ns(h.value_at_quantile(p) as f64);

@@ -618,20 +618,7 @@ impl Engine {
         id: TicketId,
         out: &mut [f32],
     ) -> Result<Result<StageTimes, RequestError>, UnknownTicket> {
-        let slot = self.detached_slot(id)?;
-        for _ in 0..20_000 {
-            match slot.state.load(Ordering::Acquire) {
-                DONE => return self.take_detached(id, out),
-                PENDING | PARKED => std::hint::spin_loop(),
-                _ => return Err(UnknownTicket),
-            }
-        }
-        let _ = slot
-            .state
-            .compare_exchange(PENDING, PARKED, Ordering::AcqRel, Ordering::Acquire);
-        while slot.state.load(Ordering::Acquire) == PARKED {
-            atomic_wait::wait(&slot.state, PARKED);
-        }
+        settle(self.detached_slot(id)?);
         self.take_detached(id, out)
     }
 
@@ -693,23 +680,7 @@ impl Engine {
     /// Wait for the result: spin briefly, then sleep until the worker wakes
     /// us. Scores go to `out` (`score_width` floats).
     pub fn wait(&self, ticket: Ticket<'_>, out: &mut [f32]) -> Result<StageTimes, RequestError> {
-        let slot = &self.shared.slots[ticket.slot as usize];
-        for _ in 0..20_000 {
-            if slot.state.load(Ordering::Acquire) == DONE {
-                return self.take(ticket, out);
-            }
-            std::hint::spin_loop();
-        }
-        // Announce that we sleep; the worker's swap to DONE sees it and wakes us.
-        if slot
-            .state
-            .compare_exchange(PENDING, PARKED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            while slot.state.load(Ordering::Acquire) == PARKED {
-                atomic_wait::wait(&slot.state, PARKED);
-            }
-        }
+        settle(&self.shared.slots[ticket.slot as usize]);
         self.take(ticket, out)
     }
 
@@ -748,21 +719,11 @@ impl Engine {
                 let _ = m.add(x);
             }
         }
-        let summary = |h: &Histogram<u64>| LatencySummary {
-            count: h.len(),
-            mean_ns: h.mean(),
-            p50_ns: h.value_at_quantile(0.5),
-            p90_ns: h.value_at_quantile(0.9),
-            p99_ns: h.value_at_quantile(0.99),
-            p999_ns: h.value_at_quantile(0.999),
-            p9999_ns: h.value_at_quantile(0.9999),
-            max_ns: h.max(),
-        };
         Snapshot {
             counters: c,
-            queue_wait: summary(&merged.hist[0]),
-            compute: summary(&merged.hist[1]),
-            end_to_end: summary(&merged.hist[2]),
+            queue_wait: LatencySummary::of(&merged.hist[0]),
+            compute: LatencySummary::of(&merged.hist[1]),
+            end_to_end: LatencySummary::of(&merged.hist[2]),
         }
     }
 
@@ -823,6 +784,29 @@ impl Drop for Ticket<'_> {
                 },
                 _ => return,
             }
+        }
+    }
+}
+
+/// Wait until `slot` stops being pending: spin briefly, then announce a
+/// sleeper (PENDING → PARKED, which the worker's publish sees and wakes)
+/// and sleep on the state word. Returns the state reached (DONE for a
+/// ticket its owner waits on; a detached take re-checks it).
+fn settle(slot: &Slot) -> u32 {
+    for _ in 0..20_000 {
+        match slot.state.load(Ordering::Acquire) {
+            PENDING | PARKED => std::hint::spin_loop(),
+            state => return state,
+        }
+    }
+    // Fails harmlessly if the result is in, or another waiter already parked.
+    let _ = slot
+        .state
+        .compare_exchange(PENDING, PARKED, Ordering::AcqRel, Ordering::Acquire);
+    loop {
+        match slot.state.load(Ordering::Acquire) {
+            PARKED => atomic_wait::wait(&slot.state, PARKED),
+            state => return state,
         }
     }
 }

@@ -45,17 +45,7 @@ impl LatencyRecorder {
 
     /// Percentile summary.
     pub fn summary(&self) -> LatencySummary {
-        let h = &self.hist;
-        LatencySummary {
-            count: h.len(),
-            mean_ns: h.mean(),
-            p50_ns: h.value_at_quantile(0.50),
-            p90_ns: h.value_at_quantile(0.90),
-            p99_ns: h.value_at_quantile(0.99),
-            p999_ns: h.value_at_quantile(0.999),
-            p9999_ns: h.value_at_quantile(0.9999),
-            max_ns: h.max(),
-        }
+        LatencySummary::of(&self.hist)
     }
 }
 
@@ -78,6 +68,22 @@ pub struct LatencySummary {
     pub p9999_ns: u64,
     /// Largest sample.
     pub max_ns: u64,
+}
+
+impl LatencySummary {
+    /// The summary of a nanosecond histogram.
+    pub fn of(h: &Histogram<u64>) -> LatencySummary {
+        LatencySummary {
+            count: h.len(),
+            mean_ns: h.mean(),
+            p50_ns: h.value_at_quantile(0.50),
+            p90_ns: h.value_at_quantile(0.90),
+            p99_ns: h.value_at_quantile(0.99),
+            p999_ns: h.value_at_quantile(0.999),
+            p9999_ns: h.value_at_quantile(0.9999),
+            max_ns: h.max(),
+        }
+    }
 }
 
 /// Format nanoseconds for people: `850 ns`, `2.41 µs`, `1.52 ms`.
