@@ -41,6 +41,16 @@ pub enum ScoreError {
         /// Which non-finite value it was.
         kind: NonFiniteKind,
     },
+    /// A feature lies outside the bounds the registry manifest sets for
+    /// it (`[[input.bounds]]`). Fix the value upstream; the bounds are part
+    /// of the model's signed contract.
+    #[error("row {row}, feature {column}: outside the manifest's bounds")]
+    OutOfBounds {
+        /// Row index within the call (0 for a single-row call).
+        row: usize,
+        /// Feature index (0-based, model order).
+        column: usize,
+    },
     /// The execution engine failed on this row. The model is still usable;
     /// report it, since a loaded model should never fail on valid input.
     #[error("the execution engine failed on this row")]

@@ -20,6 +20,9 @@
 //! * [`loadgen`], [`telemetry`], [`plot`]: open/closed-loop load generation,
 //!   HdrHistogram latency summaries, `.hgrm` and SVG output.
 //! * [`input`]: strict CSV reading (by position or by feature name).
+//! * [`registry`]: signed, versioned models; publish by atomic swap,
+//!   O(1) rollback, audit log; [`VersionedScorer`] and
+//!   [`Engine::start_deployment`] follow publications without a pause.
 //!
 //! The C ABI (`libtickscore`) lives in the `ffi/` crate, a client of this one.
 //!
@@ -43,12 +46,16 @@ pub mod input;
 pub mod loadgen;
 pub mod model;
 pub mod plot;
+pub mod registry;
 pub mod runtime;
 pub mod scorer;
 pub mod telemetry;
 
 pub use error::{LoadError, NonFiniteKind, ScoreError};
 pub use model::{InputPolicy, LoadOptions, Model, ModelInfo, NonFinitePolicy, Tier, TierChoice};
+pub use registry::{
+    Deployment, ModelVersion, Registry, RegistryError, RegistryOptions, VersionedScorer,
+};
 pub use runtime::{
     Completion, CompletionCallback, Engine, EngineConfig, IdleStrategy, RequestError, StageTimes,
     SubmitError, Ticket, TicketId,

@@ -48,6 +48,9 @@ pub struct TsStageTimes {
     pub compute_ns: u64,
     /// From submit to the result being published.
     pub end_to_end_ns: u64,
+    /// The model version that scored the request (registry version, or the
+    /// ONNX `model_version` of a model opened from a file).
+    pub model_version: u64,
 }
 
 /// Latency percentiles of one stage, in nanoseconds.
@@ -116,6 +119,7 @@ fn times(t: StageTimes) -> TsStageTimes {
         queue_wait_ns: t.queue_wait_ns,
         compute_ns: t.compute_ns,
         end_to_end_ns: t.end_to_end_ns,
+        model_version: t.model_version,
     }
 }
 

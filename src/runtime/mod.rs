@@ -29,6 +29,7 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
 use crate::model::Model;
+use crate::registry::Deployment;
 use crate::telemetry::LatencySummary;
 pub use slot::{RequestError, StageTimes};
 use slot::{Slot, ABANDONED, DONE, FREE, PARKED, PENDING, TAKING};
@@ -219,7 +220,8 @@ pub(crate) struct WorkerStats {
 }
 
 pub(crate) struct Shared {
-    pub model: Model,
+    /// What the workers score: follows the registry's publications.
+    pub deployment: Deployment,
     pub width: usize,
     pub score_width: usize,
     pub queue: ArrayQueue<u32>,
@@ -319,6 +321,19 @@ impl Engine {
     /// Start `config.workers` workers for `model`. Each builds and warms
     /// its own scorer before this returns.
     pub fn start(model: &Model, config: &EngineConfig) -> Result<Engine, EngineError> {
+        Engine::start_deployment(&Deployment::fixed(model.clone()), config)
+    }
+
+    /// Start workers that score whatever version `deployment` serves: a
+    /// publish or rollback in the registry reaches every worker at its next
+    /// request, with no pause; each result's [`StageTimes::model_version`]
+    /// says which version scored it. The row width is fixed at start: a
+    /// version published with a different width (only possible with
+    /// `force_schema_change`) fails each request with a width error.
+    pub fn start_deployment(
+        deployment: &Deployment,
+        config: &EngineConfig,
+    ) -> Result<Engine, EngineError> {
         if config.workers == 0
             || config.queue_depth == 0
             || config.queue_depth > u32::MAX as usize / 2
@@ -337,14 +352,15 @@ impl Engine {
                 .map(|c| c.id)
                 .collect(),
         };
-        let info = model.info();
+        let current = deployment.current();
+        let info = current.model().info();
         let depth = config.queue_depth;
         let free = ArrayQueue::new(depth);
         for i in 0..depth as u32 {
             let _ = free.push(i);
         }
         let shared = Arc::new(Shared {
-            model: model.clone(),
+            deployment: deployment.clone(),
             width: info.input_width,
             score_width: info.score_width,
             queue: ArrayQueue::new(depth),
@@ -381,7 +397,7 @@ impl Engine {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         for w in 0..config.workers {
             let core = (!cores.is_empty()).then(|| cores[w % cores.len()]);
-            let scorer = model.scorer()?;
+            let scorer = deployment.scorer()?;
             let shared = shared.clone();
             let ready = ready_tx.clone();
             let handle = std::thread::Builder::new()

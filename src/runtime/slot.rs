@@ -48,6 +48,7 @@ const WIDTH: u32 = 3;
 const OUTPUT: u32 = 4;
 const NON_FINITE: u32 = 5;
 const ENGINE: u32 = 6;
+const OUT_OF_BOUNDS: u32 = 7;
 
 /// Stage timestamps of one request, in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,6 +59,10 @@ pub struct StageTimes {
     pub compute_ns: u64,
     /// From submit to the result being published.
     pub end_to_end_ns: u64,
+    /// The version of the model that scored the request (registry version,
+    /// or the ONNX `model_version` of a fixed model). For a request that
+    /// failed, the version that was serving when the worker took it.
+    pub model_version: u64,
 }
 
 pub(crate) struct Slot {
@@ -75,6 +80,8 @@ pub(crate) struct Slot {
     pub deadline_ns: AtomicU64,
     /// Callback tag + 1, or 0 for a ticket request.
     pub callback_tag: AtomicU64,
+    /// The model version that scored the request.
+    pub model_version: AtomicU64,
 }
 
 impl Slot {
@@ -88,6 +95,7 @@ impl Slot {
             times: Default::default(),
             deadline_ns: AtomicU64::new(0),
             callback_tag: AtomicU64::new(0),
+            model_version: AtomicU64::new(0),
         }
     }
 
@@ -129,6 +137,7 @@ impl Slot {
             queue_wait_ns: b.saturating_sub(s),
             compute_ns: c.saturating_sub(b),
             end_to_end_ns: c.saturating_sub(s),
+            model_version: self.model_version.load(Ordering::Relaxed),
         }
     }
 
@@ -151,6 +160,7 @@ impl Slot {
                         NonFiniteKind::NegInf => 2,
                     },
                 ),
+                ScoreError::OutOfBounds { column, .. } => (OUT_OF_BOUNDS, column as u32, 0),
                 ScoreError::Engine => (ENGINE, 0, 0),
             },
         };
@@ -182,6 +192,10 @@ impl Slot {
                     1 => NonFiniteKind::PosInf,
                     _ => NonFiniteKind::NegInf,
                 },
+            }),
+            OUT_OF_BOUNDS => score(ScoreError::OutOfBounds {
+                row: 0,
+                column: a as usize,
             }),
             _ => score(ScoreError::Engine),
         }

@@ -10,13 +10,13 @@ use std::time::Instant;
 
 use super::slot::{RequestError, StageTimes};
 use super::{publish, Completion, IdleStrategy, Shared, StageHistograms};
-use crate::scorer::Scorer;
+use crate::registry::VersionedScorer;
 
 pub(crate) fn run(
     shared: Arc<Shared>,
     index: usize,
     core: Option<usize>,
-    mut scorer: Scorer,
+    mut scorer: VersionedScorer,
     ready: Sender<()>,
 ) {
     if let Some(id) = core {
@@ -59,7 +59,7 @@ pub(crate) fn run(
                 scorer.score(&row, &mut out)
             }));
             match result {
-                Ok(Ok(())) => {
+                Ok(Ok(_version)) => {
                     slot.write_output(&out);
                     stats.scored.fetch_add(1, Ordering::Relaxed);
                     Ok(())
@@ -71,18 +71,20 @@ pub(crate) fn run(
                 Err(_) => {
                     stats.panics.fetch_add(1, Ordering::Relaxed);
                     // The scorer may be inconsistent after a panic: replace it.
-                    if let Ok(fresh) = shared.model.scorer() {
+                    if let Ok(fresh) = shared.deployment.scorer() {
                         scorer = fresh;
                     }
                     Err(RequestError::Panicked)
                 }
             }
         };
+        let model_version = scorer.version().version();
         let completed = shared.now_ns();
         let times = StageTimes {
             queue_wait_ns: started.saturating_sub(submitted),
             compute_ns: completed.saturating_sub(started),
             end_to_end_ns: completed.saturating_sub(submitted),
+            model_version,
         };
         stats.completed.fetch_add(1, Ordering::Relaxed);
         let tag = slot.callback_tag.load(Ordering::Relaxed);
@@ -101,6 +103,7 @@ pub(crate) fn run(
             }
             _ => {
                 slot.set_outcome(outcome);
+                slot.model_version.store(model_version, Ordering::Relaxed);
                 slot.set_time(2, completed);
                 publish(&shared, ix);
             }

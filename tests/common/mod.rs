@@ -167,3 +167,55 @@ pub fn tiny_logistic() -> Vec<u8> {
         ],
     )
 }
+
+// ---- registry fixtures -----------------------------------------------------
+
+/// A fresh, empty directory under the system temp dir (removed on drop).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("tickscore-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The signing key of the test registries (deterministic).
+pub fn test_key() -> tickscore::registry::SigningKey {
+    tickscore::registry::SigningKey::from_seed([42; 32])
+}
+
+/// Put bundled model `bundled` into `<root>/<name>/<version>/` with a
+/// manifest signed by `key` (unsigned if `None`).
+pub fn add_version(
+    root: &Path,
+    name: &str,
+    version: u64,
+    bundled: &str,
+    key: Option<&tickscore::registry::SigningKey>,
+) -> tickscore::registry::Manifest {
+    let dir = root.join(name).join(version.to_string());
+    std::fs::create_dir_all(&dir).expect("version dir");
+    std::fs::copy(model_path(bundled), dir.join("model.onnx")).expect("copy model");
+    tickscore::registry::write_manifest(&dir, name, version, None, key).expect("manifest")
+}
+
+/// Registry options trusting [`test_key`], audit log inside `root`.
+pub fn registry_options() -> tickscore::RegistryOptions {
+    tickscore::RegistryOptions {
+        trusted_keys: vec![test_key().public()],
+        keep_warm: 2,
+        ..Default::default()
+    }
+}
