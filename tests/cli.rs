@@ -165,3 +165,144 @@ fn eval_prints_the_metrics_and_writes_the_curves() {
     ]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
+
+/// keygen → sign → verify → publish → rollback through the binary, a
+/// tampered version refused with its step, and the bundled example
+/// registry verifying against the committed development key.
+#[test]
+fn registry_commands_end_to_end() {
+    let dir = common::TempDir::new("cli-registry");
+    let root = dir.0.join("reg");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let ok = |args: &[&str]| {
+        let out = tickscore(args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let key = dir.0.join("k");
+    ok(&["keygen", "--out", &s(&key)]);
+    let again = tickscore(&["keygen", "--out", &s(&key)]);
+    assert!(!again.status.success(), "keygen must not overwrite a key");
+    for (v, m) in [(1, "german_logreg"), (2, "german_mlp")] {
+        let vdir = root.join("credit").join(v.to_string());
+        std::fs::create_dir_all(&vdir).unwrap();
+        std::fs::copy(common::model_path(m), vdir.join("model.onnx")).unwrap();
+        let out = ok(&[
+            "sign",
+            "--dir",
+            &s(&vdir),
+            "--key",
+            &s(&key.with_extension("key")),
+        ]);
+        assert!(out.contains("signed by key"), "{out}");
+    }
+    let reg = |cmd: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = cmd.iter().map(|c| c.to_string()).collect();
+        v.extend([
+            "--root".into(),
+            s(&root),
+            "--trusted".into(),
+            s(&key.with_extension("pub")),
+        ]);
+        v
+    };
+    let run = |args: Vec<String>| tickscore(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run(reg(&["verify", "--model", "credit", "--version", "2"]));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("credit v2: OK"));
+    assert!(run(reg(&[
+        "registry",
+        "publish",
+        "--model",
+        "credit",
+        "--version",
+        "1"
+    ]))
+    .status
+    .success());
+    assert!(run(reg(&[
+        "registry",
+        "publish",
+        "--model",
+        "credit",
+        "--version",
+        "2"
+    ]))
+    .status
+    .success());
+    assert_eq!(
+        std::fs::read_to_string(root.join("credit/CURRENT")).unwrap(),
+        "1\n2\n"
+    );
+    let out = run(reg(&["registry", "rollback", "--model", "credit"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rolled back from v2 to v1"));
+    assert_eq!(
+        std::fs::read_to_string(root.join("credit/CURRENT")).unwrap(),
+        "1\n"
+    );
+    // Tamper with v2: refused at the integrity step, CURRENT unchanged.
+    let model = root.join("credit/2/model.onnx");
+    let mut bytes = std::fs::read(&model).unwrap();
+    bytes[200] ^= 0xff;
+    std::fs::write(&model, bytes).unwrap();
+    let out = run(reg(&[
+        "registry",
+        "publish",
+        "--model",
+        "credit",
+        "--version",
+        "2",
+    ]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused at step integrity"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("credit/CURRENT")).unwrap(),
+        "1\n"
+    );
+    let audit = std::fs::read_to_string(root.join("audit.jsonl")).unwrap();
+    assert!(audit
+        .lines()
+        .last()
+        .unwrap()
+        .contains("\"outcome\":\"refused\""));
+    // Without --trusted (and without --allow-unsigned) nothing opens.
+    let out = tickscore(&["registry", "list", "--root", &s(&root)]);
+    assert!(!out.status.success());
+    // The bundled example registry verifies against the dev key.
+    let bundled = common::models_dir().join("registry");
+    let audit = common::TempDir::new("cli-bundled-audit");
+    for (m, v) in [
+        ("german_credit", "1"),
+        ("german_credit", "2"),
+        ("german_credit_trees", "2"),
+    ] {
+        // Audit into a temp copy so the repository stays clean.
+        let copy = audit.0.join(m).join(v);
+        std::fs::create_dir_all(&copy).unwrap();
+        for f in ["model.onnx", "manifest.toml"] {
+            std::fs::copy(bundled.join(m).join(v).join(f), copy.join(f)).unwrap();
+        }
+        let out = tickscore(&[
+            "verify",
+            "--root",
+            &s(&audit.0),
+            "--trusted",
+            &s(&common::models_dir().join("keys/dev.pub")),
+            "--model",
+            m,
+            "--version",
+            v,
+        ]);
+        assert!(
+            out.status.success(),
+            "{m} v{v}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -165,10 +165,19 @@ fn pinned_scorers_ignore_publications_and_current_persists() {
     // A new process (registry) serves what CURRENT names: v2.
     let reg = Registry::open(&dir.0, registry_options()).expect("reopen");
     assert_eq!(reg.current_on_disk(NAME).expect("read"), Some(2));
-    reg.rollback(NAME, "t")
-        .expect_err("a fresh registry has no history");
+    assert!(matches!(
+        reg.rollback(NAME, "t"),
+        Err(RegistryError::NotServing(_))
+    ));
     let d = reg.serve(NAME, "startup").expect("serve");
     assert_eq!(d.current().version(), 2);
+    assert_eq!(reg.history_on_disk(NAME).expect("history"), vec![1, 2]);
+    // The history survives the restart: roll back past it (v1 is reloaded
+    // and verified again, not trusted from memory).
+    let v1 = reg.rollback(NAME, "t").expect("rollback across restarts");
+    assert_eq!(v1.version(), 1);
+    assert_eq!(d.current().version(), 1);
+    assert_eq!(reg.history_on_disk(NAME).expect("history"), vec![1]);
 }
 
 #[test]

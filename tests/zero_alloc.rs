@@ -105,3 +105,45 @@ fn the_counter_sees_allocations() {
     drop(v);
     assert!(allocations() > before);
 }
+
+/// The registry's versioned scorer (serving-pointer check per call, bounds
+/// check, version report) allocates nothing either, also across swaps
+/// between two warm versions once each has been seen on this thread.
+#[test]
+fn versioned_scoring_allocates_nothing_across_swaps() {
+    use tickscore::registry::PublishOptions;
+    let dir = common::TempDir::new("zero-alloc-registry");
+    common::add_version(&dir.0, "m", 1, "german_logreg", Some(&common::test_key()));
+    common::add_version(&dir.0, "m", 2, "german_mlp", Some(&common::test_key()));
+    let reg = tickscore::Registry::open(&dir.0, common::registry_options()).unwrap();
+    reg.publish("m", 1, "t", PublishOptions::default()).unwrap();
+    reg.publish("m", 2, "t", PublishOptions::default()).unwrap();
+    let deployment = reg.deployment("m").unwrap();
+    let mut scorer = deployment.scorer().unwrap();
+    let model = deployment.current().model().clone();
+    let rows = common::test_rows(&model);
+    let mut out = [0f32];
+    // Warm-up: see both versions once.
+    for v in [1, 2] {
+        reg.publish("m", v, "t", PublishOptions::default()).unwrap();
+        assert_eq!(scorer.score(rows.row(0), &mut out), Ok(v));
+    }
+    let mut allocated = 0;
+    let mut versions = [0u64; 3];
+    for swap in 0..200 {
+        // The swap itself is control-plane work (audit record, files).
+        reg.publish("m", 1 + swap % 2, "t", PublishOptions::default())
+            .unwrap();
+        let before = allocations();
+        for i in 0..100 {
+            let v = scorer.score(rows.row(i % rows.rows()), &mut out).unwrap();
+            versions[v as usize] += 1;
+        }
+        allocated += allocations() - before;
+    }
+    assert_eq!(
+        allocated, 0,
+        "{allocated} allocations in 20,000 versioned calls"
+    );
+    assert_eq!(versions, [0, 10_000, 10_000]);
+}

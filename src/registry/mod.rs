@@ -5,7 +5,7 @@
 //! <root>/
 //!   audit.jsonl                     append-only audit log (default location)
 //!   <name>/
-//!     CURRENT                       the published version (written on publish/rollback)
+//!     CURRENT                       published versions, one per line; the last is serving
 //!     <version>/                    a positive integer
 //!       model.onnx
 //!       manifest.toml               see [`manifest`]
@@ -52,6 +52,9 @@ use audit::{AuditEvent, AuditLog};
 pub use keys::{sha256_hex, KeyError, PublicKey, SigningKey};
 pub use manifest::{Manifest, ManifestError, ValuePolicy};
 pub use scorer::VersionedScorer;
+
+/// Publications remembered in `CURRENT` for rollback.
+const MAX_HISTORY: usize = 100;
 
 /// Largest manifest file read.
 const MAX_MANIFEST_BYTES: u64 = 1 << 20;
@@ -528,8 +531,12 @@ impl Registry {
                 continue;
             }
             let versions = self.versions_on_disk(&name)?;
+            let current_on_disk = self.current_on_disk(&name)?;
+            if versions.is_empty() && current_on_disk.is_none() {
+                continue; // not a model directory
+            }
             out.push(ModelListing {
-                current_on_disk: self.current_on_disk(&name)?,
+                current_on_disk,
                 serving: self.deployment(&name).map(|d| d.current().version()),
                 name,
                 versions,
@@ -555,29 +562,40 @@ impl Registry {
         Ok(versions)
     }
 
-    /// The version `<root>/<name>/CURRENT` names, if the file exists.
+    /// The version `<root>/<name>/CURRENT` names (its last line), if the
+    /// file exists.
     pub fn current_on_disk(&self, name: &str) -> Result<Option<u64>, RegistryError> {
+        Ok(self.history_on_disk(name)?.last().copied())
+    }
+
+    /// The publication history in `<root>/<name>/CURRENT`: one version per
+    /// line, oldest first; the last line is the serving version and the
+    /// lines before it are what rollback returns to.
+    pub fn history_on_disk(&self, name: &str) -> Result<Vec<u64>, RegistryError> {
+        manifest::check_name(name).map_err(RegistryError::InvalidName)?;
         let path = self.root.join(name).join("CURRENT");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => text
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| RegistryError::Io {
-                    path,
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "CURRENT must hold one version number",
-                    ),
-                    step: LoadStep::Locate,
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(RegistryError::Io {
-                path,
-                source,
-                step: LoadStep::Locate,
-            }),
-        }
+        let text = match read_limited(&path, MAX_MANIFEST_BYTES, LoadStep::Locate) {
+            Ok(bytes) => bytes,
+            Err(RegistryError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(e),
+        };
+        let bad = |what: &str| RegistryError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned()),
+            step: LoadStep::Locate,
+        };
+        let text = String::from_utf8(text).map_err(|_| bad("not UTF-8"))?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| match l.trim().parse::<u64>() {
+                Ok(v) if v > 0 => Ok(v),
+                _ => Err(bad("each line must be one version number (>= 1)")),
+            })
+            .collect()
     }
 
     /// The deployment of `name`, if this registry serves it.
@@ -687,12 +705,22 @@ impl Registry {
             actor,
             ..AuditEvent::default()
         })?;
-        self.persist(name, version)?;
+        let mut history = match &lineage {
+            Some(l) => l.state.lock().history.clone(),
+            // The first publication in this process continues the history
+            // on disk (so a rollback can go back past this process's start).
+            None if self.options.persist => self.history_on_disk(name)?,
+            None => Vec::new(),
+        };
+        if history.last() != Some(&version) {
+            history.push(version);
+        }
+        self.persist(name, &history)?;
         match lineage {
             Some(l) => {
                 let mut state = l.state.lock();
                 promote(&mut state.warm, &v, self.options.keep_warm);
-                state.history.push(version);
+                state.history = history;
                 // The swap: readers see the old or the new version, never a
                 // mix, and never wait.
                 l.current.store(v.clone());
@@ -704,7 +732,7 @@ impl Registry {
                     keep_warm: self.options.keep_warm,
                     state: Mutex::new(LineageState {
                         warm: vec![v.clone()],
-                        history: vec![version],
+                        history,
                     }),
                 });
                 self.lineages.lock().insert(name.to_owned(), l);
@@ -757,9 +785,11 @@ impl Registry {
             actor,
             ..AuditEvent::default()
         })?;
-        self.persist(name, target)?;
+        let mut history = lineage.state.lock().history.clone();
+        history.pop();
+        self.persist(name, &history)?;
         let mut state = lineage.state.lock();
-        state.history.pop();
+        state.history = history;
         promote(&mut state.warm, &v, self.options.keep_warm);
         lineage.current.store(v.clone());
         Ok(v)
@@ -825,7 +855,7 @@ impl Registry {
             })
     }
 
-    fn persist(&self, name: &str, version: u64) -> Result<(), RegistryError> {
+    fn persist(&self, name: &str, history: &[u64]) -> Result<(), RegistryError> {
         if !self.options.persist {
             return Ok(());
         }
@@ -840,7 +870,9 @@ impl Registry {
                 step: LoadStep::Publish,
             }
         };
-        std::fs::write(&tmp, format!("{version}\n")).map_err(io(&tmp))?;
+        let keep = &history[history.len().saturating_sub(MAX_HISTORY)..];
+        let text: String = keep.iter().map(|v| format!("{v}\n")).collect();
+        std::fs::write(&tmp, text).map_err(io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io(&path))
     }
 
@@ -1095,16 +1127,37 @@ fn read_limited(path: &Path, limit: u64, step: LoadStep) -> Result<Vec<u8>, Regi
     Ok(bytes)
 }
 
-/// Write `version/manifest.toml` for the `model.onnx` in `dir`: size and
-/// digest computed from the file, the input schema and score output read
-/// from the model (features from its metadata), signed if a key is given.
-/// What `tickscore sign` does.
+/// Write `<dir>/manifest.toml` for the `model.onnx` in `dir` (see
+/// [`manifest_for`]), signed if a key is given. What `tickscore sign` does.
 pub fn write_manifest(
     dir: &Path,
     name: &str,
     version: u64,
     template: Option<&Manifest>,
     key: Option<&SigningKey>,
+) -> Result<Manifest, RegistryError> {
+    let mut m = manifest_for(dir, name, version, template)?;
+    if let Some(k) = key {
+        k.sign(&mut m);
+    }
+    let path = dir.join("manifest.toml");
+    std::fs::write(&path, m.to_toml()).map_err(|source| RegistryError::Io {
+        path,
+        source,
+        step: LoadStep::Publish,
+    })?;
+    Ok(m)
+}
+
+/// The (unsigned) manifest for the `model.onnx` in `dir`: size and digest
+/// computed from the file, input features and score output read from the
+/// model (features from its metadata); policies, bounds, label and
+/// reference come from `template` when given.
+pub fn manifest_for(
+    dir: &Path,
+    name: &str,
+    version: u64,
+    template: Option<&Manifest>,
 ) -> Result<Manifest, RegistryError> {
     let model_path = dir.join(manifest::MODEL_FILE);
     let bytes = read_limited(
@@ -1153,15 +1206,6 @@ pub fn write_manifest(
     m.validate().map_err(|error| RegistryError::Manifest {
         path: dir.join("manifest.toml"),
         error,
-    })?;
-    if let Some(k) = key {
-        k.sign(&mut m);
-    }
-    let path = dir.join("manifest.toml");
-    std::fs::write(&path, m.to_toml()).map_err(|source| RegistryError::Io {
-        path,
-        source,
-        step: LoadStep::Publish,
     })?;
     Ok(m)
 }

@@ -5,6 +5,10 @@
 //!   the onnxruntime reference and a latency summary per model.
 //! * `tickscore score --model M --input IN.csv --output OUT.csv`
 //! * `tickscore inspect --model M`: input/output layout, tier, kernels.
+//! * `tickscore keygen | sign | verify | registry list|publish|rollback`:
+//!   the model registry (see `registry.rs`).
+
+mod registry;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -100,6 +104,35 @@ enum Command {
         #[arg(long)]
         model: PathBuf,
     },
+    /// Make an ed25519 key pair for signing manifests: PREFIX.key (secret,
+    /// mode 0600) and PREFIX.pub.
+    Keygen {
+        /// Path prefix of the two key files.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write and sign the manifest of a registry version directory
+    /// (`<root>/<model>/<version>/` holding model.onnx): size, sha256,
+    /// features and score output from the model; policies, bounds and label
+    /// kept from an existing manifest unless given.
+    Sign(registry::SignArgs),
+    /// Run every load step on a registry version (manifest, size, sha256,
+    /// signature, import, probe, schema) without publishing it.
+    Verify {
+        #[command(flatten)]
+        reg: registry::RegistryArgs,
+        /// Model name.
+        #[arg(long)]
+        model: String,
+        /// Version number.
+        #[arg(long)]
+        version: u64,
+    },
+    /// The model registry: list, publish, rollback (each audited).
+    Registry {
+        #[command(subcommand)]
+        action: registry::RegistryCommand,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -159,6 +192,14 @@ fn main() -> ExitCode {
             &out,
         ),
         Command::Bench(args) => bench(args),
+        Command::Keygen { out } => registry::keygen(&out),
+        Command::Sign(args) => registry::sign(args),
+        Command::Verify {
+            reg,
+            model,
+            version,
+        } => registry::verify(reg, &model, version),
+        Command::Registry { action } => registry::registry(action),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
