@@ -1,7 +1,7 @@
 /*
  * libtickscore: in-process scoring of ONNX financial models.
  *
- * Conventions: opaque handles (ts_model, ts_scorer, ts_engine), each freed exactly
+ * Conventions: opaque handles (ts_model, ts_scorer, ts_engine, ts_registry), each freed exactly
  * once by its _free (NULL is a no-op); every fallible call returns a
  * ts_status (TS_STATUS_OK == 0) and, on failure, sets the calling thread's
  * message (ts_last_error_message); outputs are written only on success;
@@ -108,6 +108,10 @@ enum ts_status
    */
   TS_STATUS_ENGINE = 203,
   /*
+   A feature lies outside the bounds of the registry manifest.
+   */
+  TS_STATUS_OUT_OF_BOUNDS = 204,
+  /*
    The caller's buffer is too small (the needed size was reported).
    */
   TS_STATUS_BUFFER_TOO_SMALL = 300,
@@ -143,6 +147,66 @@ enum ts_status
    The engine could not start (configuration or threads).
    */
   TS_STATUS_ENGINE_START = 406,
+  /*
+   A registry file or directory could not be read or written.
+   */
+  TS_STATUS_REGISTRY_IO = 500,
+  /*
+   No such model in the registry (or an invalid model name).
+   */
+  TS_STATUS_UNKNOWN_MODEL = 501,
+  /*
+   No such version of the model.
+   */
+  TS_STATUS_UNKNOWN_VERSION = 502,
+  /*
+   The manifest is malformed, breaks a rule, or sits in the wrong directory.
+   */
+  TS_STATUS_MANIFEST = 503,
+  /*
+   The model file's size differs from the manifest (truncated or replaced).
+   */
+  TS_STATUS_SIZE_MISMATCH = 504,
+  /*
+   The model file's sha256 differs from the manifest (altered).
+   */
+  TS_STATUS_DIGEST_MISMATCH = 505,
+  /*
+   The manifest is unsigned and the registry requires signatures.
+   */
+  TS_STATUS_UNSIGNED = 506,
+  /*
+   The manifest is signed by a key that is not trusted.
+   */
+  TS_STATUS_UNTRUSTED_KEY = 507,
+  /*
+   The manifest's signature does not verify.
+   */
+  TS_STATUS_BAD_SIGNATURE = 508,
+  /*
+   The lowered plan failed the parity probe (registry requires it).
+   */
+  TS_STATUS_PROBE = 509,
+  /*
+   The manifest does not describe the model file (features, output).
+   */
+  TS_STATUS_MANIFEST_MODEL_MISMATCH = 510,
+  /*
+   The version's input schema differs from the serving one (not forced).
+   */
+  TS_STATUS_SCHEMA_CHANGED = 511,
+  /*
+   No earlier published version to roll back to.
+   */
+  TS_STATUS_NOTHING_TO_ROLL_BACK = 512,
+  /*
+   The model is not being served by this registry.
+   */
+  TS_STATUS_NOT_SERVING = 513,
+  /*
+   The audit record could not be written, so the action was not taken.
+   */
+  TS_STATUS_AUDIT = 514,
 };
 #ifndef __cplusplus
 typedef uint32_t ts_status;
@@ -158,6 +222,12 @@ typedef struct ts_engine ts_engine;
  A loaded, validated, immutable model. Thread-safe.
  */
 typedef struct ts_model ts_model;
+
+/*
+ A model registry rooted at one directory. Thread-safe: every function
+ taking a `ts_registry *` may be called from any thread.
+ */
+typedef struct ts_registry ts_registry;
 
 /*
  A scoring context owning its scratch memory. One thread at a time.
@@ -242,6 +312,11 @@ typedef struct ts_stage_times {
    From submit to the result being published.
    */
   uint64_t end_to_end_ns;
+  /*
+   The model version that scored the request (registry version, or the
+   ONNX `model_version` of a model opened from a file).
+   */
+  uint64_t model_version;
 } ts_stage_times;
 
 /*
@@ -327,6 +402,40 @@ typedef struct ts_snapshot {
    */
   struct ts_latency end_to_end;
 } ts_snapshot;
+
+/*
+ Options for `ts_registry_open`. Initialise with
+ `ts_registry_options_default`.
+ */
+typedef struct ts_registry_options {
+  /*
+   Trusted public keys: a `.pub` file or a directory of them
+   (NUL-terminated UTF-8), or NULL for none.
+   */
+  const char *trusted_keys;
+  /*
+   1 = refuse manifests without a valid signature by a trusted key
+   (default); 0 = accept unsigned ones (a present signature is still
+   checked).
+   */
+  uint32_t require_signatures;
+  /*
+   Versions kept loaded per model, the serving one included (default 3).
+   */
+  uint32_t keep_warm;
+  /*
+   Refuse model files larger than this many bytes (default 256 MiB).
+   */
+  uint64_t max_model_bytes;
+  /*
+   The audit log path, or NULL for `<root>/audit.jsonl`.
+   */
+  const char *audit_log;
+  /*
+   1 = write `<root>/<model>/CURRENT` on publish and rollback (default).
+   */
+  uint32_t persist;
+} ts_registry_options;
 
 #ifdef __cplusplus
 extern "C" {
@@ -480,6 +589,23 @@ ts_status ts_score(struct ts_scorer *scorer,
                    size_t out_len);
 
 /*
+ As `ts_score`, and on success writes to `*out_version` the version of
+ the model that scored the row: the registry version for a scorer from
+ `ts_registry_scorer_new` (which follows publish and rollback), the ONNX
+ `model_version` for a scorer of a model opened from a file. Same
+ allocation, lock and threading rules as `ts_score`.
+
+ # Safety
+ As for `ts_score`; `out_version` writable.
+ */
+ts_status ts_score_versioned(struct ts_scorer *scorer,
+                             const float *row,
+                             size_t row_len,
+                             float *out,
+                             size_t out_len,
+                             uint64_t *out_version);
+
+/*
  Score `rows_len / input_width` rows stored back to back into `out`
  (`score_width` floats per row). Every row is validated before any is
  scored; on failure `out` is untouched and the message names the row.
@@ -584,6 +710,114 @@ ts_status ts_engine_wait(const struct ts_engine *engine,
  `engine` must be a live engine; `out_snapshot` writable.
  */
 ts_status ts_engine_snapshot(const struct ts_engine *engine, struct ts_snapshot *out_snapshot);
+
+/*
+ Fill `*out_options` with the defaults. Thread-safe.
+
+ # Safety
+ `out_options` must be NULL (refused) or writable.
+ */
+ts_status ts_registry_options_default(struct ts_registry_options *out_options);
+
+/*
+ Open the registry at `root` (an existing directory; NUL-terminated
+ UTF-8) and its audit log. `options` may be NULL for the defaults (which
+ require signatures, so pass trusted keys). Free with `ts_registry_free`.
+
+ # Safety
+ `root` must be a valid string; `options` NULL or valid (its strings
+ NULL or valid); `out_registry` writable.
+ */
+ts_status ts_registry_open(const char *root,
+                           const struct ts_registry_options *options,
+                           struct ts_registry **out_registry);
+
+/*
+ Free a registry. NULL is a no-op. Scorers and engines made from it stay
+ valid (they keep serving the version they hold). Free it only once.
+
+ # Safety
+ `registry` must be NULL or a pointer from `ts_registry_open` not yet freed.
+ */
+void ts_registry_free(struct ts_registry *registry);
+
+/*
+ Serve `model`: publish the version its CURRENT file names (or its
+ highest version), unless already served; write the serving version to
+ `*out_version`. Every load step is checked; the message names the step
+ that refused.
+
+ # Safety
+ `registry` live; `model` and `actor` valid strings (`actor` may be
+ NULL: "c-abi"); `out_version` writable.
+ */
+ts_status ts_registry_serve(const struct ts_registry *registry,
+                            const char *model,
+                            const char *actor,
+                            uint64_t *out_version);
+
+/*
+ Publish `version` of `model` (load and verify it unless warm, check its
+ input schema against the serving version unless `force_schema_change`
+ is 1, audit, swap). On failure the serving version is untouched.
+
+ # Safety
+ As for `ts_registry_serve`.
+ */
+ts_status ts_registry_publish(const struct ts_registry *registry,
+                              const char *model,
+                              uint64_t version,
+                              const char *actor,
+                              uint32_t force_schema_change);
+
+/*
+ Roll `model` back to the version published before the serving one (a
+ pointer swap when it is still warm); its number goes to `*out_version`.
+
+ # Safety
+ As for `ts_registry_serve`.
+ */
+ts_status ts_registry_rollback(const struct ts_registry *registry,
+                               const char *model,
+                               const char *actor,
+                               uint64_t *out_version);
+
+/*
+ The version of `model` serving now, to `*out_version`
+ (`TS_STATUS_NOT_SERVING` if the registry does not serve it).
+
+ # Safety
+ `registry` live; `model` a valid string; `out_version` writable.
+ */
+ts_status ts_registry_current_version(const struct ts_registry *registry,
+                                      const char *model,
+                                      uint64_t *out_version);
+
+/*
+ A scorer that follows `model`'s publications (serve it first): each
+ `ts_score_versioned` scores on the version serving at that moment and
+ reports it. Free with `ts_scorer_free`. One thread at a time.
+
+ # Safety
+ `registry` live; `model` a valid string; `out_scorer` writable.
+ */
+ts_status ts_registry_scorer_new(const struct ts_registry *registry,
+                                 const char *model,
+                                 struct ts_scorer **out_scorer);
+
+/*
+ An engine whose workers follow `model`'s publications (serve it
+ first); each result's `model_version` says which version scored it.
+ `options` may be NULL. Free with `ts_engine_free`.
+
+ # Safety
+ `registry` live; `model` a valid string; `options` NULL or valid;
+ `out_engine` writable.
+ */
+ts_status ts_registry_engine_open(const struct ts_registry *registry,
+                                  const char *model,
+                                  const struct ts_engine_options *options,
+                                  struct ts_engine **out_engine);
 
 #ifdef __cplusplus
 }  // extern "C"

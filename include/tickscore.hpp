@@ -171,11 +171,18 @@ class Scorer {
   void score_batch(const float* rows, std::size_t rows_len, float* out, std::size_t out_len) {
     check(ts_score_batch(raw_, rows, rows_len, out, out_len));
   }
+  /// Score one row and report the model version that scored it (a registry
+  /// scorer follows publish and rollback); noexcept, returns the status.
+  ts_status try_score_versioned(const float* row, std::size_t row_len, float* out, std::size_t out_len,
+                                uint64_t* version) noexcept {
+    return ts_score_versioned(raw_, row, row_len, out, out_len, version);
+  }
   /// The C handle (still owned by this Scorer).
   ts_scorer* get() noexcept { return raw_; }
 
  private:
   friend class Model;
+  friend class Registry;
   explicit Scorer(ts_scorer* raw) : raw_(raw) {}
   ts_scorer* raw_;
 };
@@ -226,7 +233,7 @@ class Engine {
   }
   /// Wait for a ticket (spin, then sleep) and return its outcome.
   Result wait(uint64_t ticket, float* out, std::size_t out_len) noexcept {
-    Result r{TS_STATUS_OK, ts_stage_times{0, 0, 0}};
+    Result r{TS_STATUS_OK, ts_stage_times{}};
     r.status = ts_engine_wait(raw_, ticket, out, out_len, &r.times);
     return r;
   }
@@ -240,8 +247,90 @@ class Engine {
   const ts_engine* get() const noexcept { return raw_; }
 
  private:
+  friend class Registry;
   explicit Engine(ts_engine* raw) : raw_(raw) {}
   ts_engine* raw_;
+};
+
+/// A model registry: signed, versioned models; publish, rollback, and
+/// scorers/engines that follow publications. Move-only; thread-safe to
+/// share by reference. Control-plane calls throw Error (the message names
+/// the load step that refused).
+class Registry {
+ public:
+  /// Open `root` trusting the public key file or directory `trusted_keys`
+  /// ("" for none). `options` as in ts_registry_options (trusted_keys there
+  /// is overridden when `trusted_keys` is not empty).
+  static Registry open(const std::string& root, const std::string& trusted_keys,
+                       const ts_registry_options* options = nullptr) {
+    ts_registry_options o;
+    if (options != nullptr) {
+      o = *options;
+    } else {
+      check(ts_registry_options_default(&o));
+    }
+    if (!trusted_keys.empty()) o.trusted_keys = trusted_keys.c_str();
+    ts_registry* raw = nullptr;
+    check(ts_registry_open(root.c_str(), &o, &raw));
+    return Registry(raw);
+  }
+  Registry(Registry&& other) noexcept : raw_(std::exchange(other.raw_, nullptr)) {}
+  Registry& operator=(Registry&& other) noexcept {
+    if (this != &other) {
+      ts_registry_free(raw_);
+      raw_ = std::exchange(other.raw_, nullptr);
+    }
+    return *this;
+  }
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+  ~Registry() { ts_registry_free(raw_); }
+
+  /// Serve `model` (its CURRENT or highest version); returns that version.
+  uint64_t serve(const std::string& model, const std::string& actor = "c++") const {
+    uint64_t v = 0;
+    check(ts_registry_serve(raw_, model.c_str(), actor.c_str(), &v));
+    return v;
+  }
+  /// Publish a version (verified unless warm; schema checked unless forced).
+  void publish(const std::string& model, uint64_t version, const std::string& actor = "c++",
+               bool force_schema_change = false) const {
+    check(ts_registry_publish(raw_, model.c_str(), version, actor.c_str(), force_schema_change ? 1 : 0));
+  }
+  /// Publish without throwing; returns the status.
+  ts_status try_publish(const std::string& model, uint64_t version, const std::string& actor = "c++") const noexcept {
+    return ts_registry_publish(raw_, model.c_str(), version, actor.c_str(), 0);
+  }
+  /// Roll back to the previously published version; returns it.
+  uint64_t rollback(const std::string& model, const std::string& actor = "c++") const {
+    uint64_t v = 0;
+    check(ts_registry_rollback(raw_, model.c_str(), actor.c_str(), &v));
+    return v;
+  }
+  /// The version serving now.
+  uint64_t current_version(const std::string& model) const {
+    uint64_t v = 0;
+    check(ts_registry_current_version(raw_, model.c_str(), &v));
+    return v;
+  }
+  /// A per-thread scorer that follows publications (use try_score_versioned).
+  Scorer scorer(const std::string& model) const {
+    ts_scorer* raw = nullptr;
+    check(ts_registry_scorer_new(raw_, model.c_str(), &raw));
+    return Scorer(raw);
+  }
+  /// Workers that follow publications; results carry model_version.
+  Engine engine(const std::string& model, const ts_engine_options* options = nullptr) const {
+    ts_engine* raw = nullptr;
+    check(ts_registry_engine_open(raw_, model.c_str(), options, &raw));
+    return Engine(raw);
+  }
+  /// The C handle (still owned by this Registry).
+  const ts_registry* get() const noexcept { return raw_; }
+
+ private:
+  explicit Registry(ts_registry* raw) : raw_(raw) {}
+  ts_registry* raw_;
 };
 
 }  // namespace tickscore

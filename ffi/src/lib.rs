@@ -23,14 +23,19 @@
 
 mod boundary;
 mod pool;
+mod registry;
 mod status;
 mod strings;
 
 use std::ffi::{c_char, CStr};
 
 use boundary::{ffi_boundary, floats, floats_mut, non_null};
-use engine::{InputPolicy, LoadOptions, Model, NonFinitePolicy, Scorer, Tier, TierChoice};
+use engine::{
+    InputPolicy, LoadOptions, Model, NonFinitePolicy, ScoreError, Scorer, Tier, TierChoice,
+    VersionedScorer,
+};
 pub use pool::{TsEngine, TsEngineOptions, TsEngineSnapshot, TsLatency, TsStageTimes};
+pub use registry::{TsRegistry, TsRegistryOptions};
 pub use status::TsStatus;
 use status::{copy_last_error, FfiError};
 
@@ -51,7 +56,45 @@ impl TsModel {
 
 /// A scoring context owning its scratch memory. One thread at a time.
 pub struct TsScorer {
-    scorer: Scorer,
+    scorer: ScorerKind,
+}
+
+/// A scorer of one model, or one that follows a registry deployment.
+pub(crate) enum ScorerKind {
+    Plain(Scorer),
+    Versioned(VersionedScorer),
+}
+
+impl ScorerKind {
+    /// Score one row; returns the version that scored it.
+    #[inline]
+    fn score(&mut self, row: &[f32], out: &mut [f32]) -> Result<u64, ScoreError> {
+        match self {
+            ScorerKind::Plain(s) => {
+                s.score(row, out)?;
+                Ok(u64::try_from(s.model().info().model_version).unwrap_or(0))
+            }
+            ScorerKind::Versioned(s) => s.score(row, out),
+        }
+    }
+
+    fn score_batch(&mut self, rows: &[f32], out: &mut [f32]) -> Result<u64, ScoreError> {
+        match self {
+            ScorerKind::Plain(s) => {
+                s.score_batch(rows, out)?;
+                Ok(u64::try_from(s.model().info().model_version).unwrap_or(0))
+            }
+            ScorerKind::Versioned(s) => s.score_batch(rows, out),
+        }
+    }
+}
+
+impl TsScorer {
+    pub(crate) fn versioned(scorer: VersionedScorer) -> TsScorer {
+        TsScorer {
+            scorer: ScorerKind::Versioned(scorer),
+        }
+    }
 }
 
 /// Options for `ts_model_open`. Initialise with `ts_model_options_default`.
@@ -363,7 +406,9 @@ pub unsafe extern "C" fn ts_scorer_new(
         let m = unsafe { model_ref(model) }?;
         non_null(out_scorer, "out_scorer")?;
         let scorer = m.model.scorer()?;
-        let handle = Box::into_raw(Box::new(TsScorer { scorer }));
+        let handle = Box::into_raw(Box::new(TsScorer {
+            scorer: ScorerKind::Plain(scorer),
+        }));
         // SAFETY: non-NULL (checked); writable by contract.
         unsafe { out_scorer.write(handle) };
         Ok(())
@@ -414,6 +459,42 @@ pub unsafe extern "C" fn ts_score(
         // SAFETY: non-NULL (checked), live and not shared by contract.
         let s = unsafe { &mut *scorer };
         s.scorer.score(row, out)?;
+        Ok(())
+    })
+}
+
+/// As `ts_score`, and on success writes to `*out_version` the version of
+/// the model that scored the row: the registry version for a scorer from
+/// `ts_registry_scorer_new` (which follows publish and rollback), the ONNX
+/// `model_version` for a scorer of a model opened from a file. Same
+/// allocation, lock and threading rules as `ts_score`.
+///
+/// # Safety
+/// As for `ts_score`; `out_version` writable.
+#[no_mangle]
+pub unsafe extern "C" fn ts_score_versioned(
+    scorer: *mut TsScorer,
+    row: *const f32,
+    row_len: usize,
+    out: *mut f32,
+    out_len: usize,
+    out_version: *mut u64,
+) -> TsStatus {
+    ffi_boundary(|| {
+        non_null(scorer, "scorer")?;
+        non_null(out_version, "out_version")?;
+        // SAFETY: the caller's contract (stated above).
+        let (row, out) = unsafe {
+            (
+                floats(row, row_len, "row")?,
+                floats_mut(out, out_len, "out")?,
+            )
+        };
+        // SAFETY: non-NULL (checked), live and not shared by contract.
+        let s = unsafe { &mut *scorer };
+        let version = s.scorer.score(row, out)?;
+        // SAFETY: non-NULL (checked); writable by contract.
+        unsafe { out_version.write(version) };
         Ok(())
     })
 }

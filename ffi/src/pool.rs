@@ -13,7 +13,7 @@ use crate::TsModel;
 /// A pool of worker threads pinned to cores, scoring one model. Thread-safe:
 /// any number of threads may submit, poll and wait concurrently.
 pub struct TsEngine {
-    engine: Engine,
+    pub(crate) engine: Engine,
 }
 
 /// Options for `ts_engine_open`. Initialise with `ts_engine_options_default`.
@@ -165,31 +165,8 @@ pub unsafe extern "C" fn ts_engine_open(
     ffi_boundary(|| {
         non_null(model, "model")?;
         non_null(out_engine, "out_engine")?;
-        let mut config = EngineConfig::default();
-        if !options.is_null() {
-            // SAFETY: non-NULL (checked), valid by contract.
-            let o = unsafe { &*options };
-            config.workers = o.workers as usize;
-            config.queue_depth = o.queue_depth;
-            config.idle = match o.idle {
-                0 => IdleStrategy::SpinThenPark(Duration::from_nanos(o.idle_spin_ns)),
-                1 => IdleStrategy::BusySpin,
-                2 => IdleStrategy::Park,
-                v => {
-                    return Err(FfiError::new(
-                        TsStatus::InvalidArgument,
-                        format!("idle must be 0, 1 or 2, got {v}"),
-                    ))
-                }
-            };
-            config.default_deadline =
-                (o.deadline_ns != 0).then(|| Duration::from_nanos(o.deadline_ns));
-            if !o.cores.is_null() {
-                // SAFETY: non-NULL (checked); `cores_len` entries by contract.
-                config.cores =
-                    Some(unsafe { std::slice::from_raw_parts(o.cores, o.cores_len) }.to_vec());
-            }
-        }
+        // SAFETY: forwarded contract: NULL or a valid options struct.
+        let config = unsafe { engine_config(options) }?;
         // SAFETY: non-NULL (checked) and live by contract.
         let m = unsafe { &*model };
         let engine = Engine::start(m.model(), &config)?;
@@ -380,4 +357,39 @@ pub unsafe extern "C" fn ts_engine_snapshot(
         unsafe { out_snapshot.write(snap) };
         Ok(())
     })
+}
+
+/// The engine configuration from C options (NULL: the defaults).
+///
+/// # Safety
+/// `options` must be NULL or a valid `ts_engine_options` whose `cores`
+/// holds `cores_len` entries.
+pub(crate) unsafe fn engine_config(
+    options: *const TsEngineOptions,
+) -> Result<EngineConfig, FfiError> {
+    let mut config = EngineConfig::default();
+    if !options.is_null() {
+        // SAFETY: non-NULL (checked), valid by contract.
+        let o = unsafe { &*options };
+        config.workers = o.workers as usize;
+        config.queue_depth = o.queue_depth;
+        config.idle = match o.idle {
+            0 => IdleStrategy::SpinThenPark(Duration::from_nanos(o.idle_spin_ns)),
+            1 => IdleStrategy::BusySpin,
+            2 => IdleStrategy::Park,
+            v => {
+                return Err(FfiError::new(
+                    TsStatus::InvalidArgument,
+                    format!("idle must be 0, 1 or 2, got {v}"),
+                ))
+            }
+        };
+        config.default_deadline = (o.deadline_ns != 0).then(|| Duration::from_nanos(o.deadline_ns));
+        if !o.cores.is_null() {
+            // SAFETY: non-NULL (checked); `cores_len` entries by contract.
+            config.cores =
+                Some(unsafe { std::slice::from_raw_parts(o.cores, o.cores_len) }.to_vec());
+        }
+    }
+    Ok(config)
 }

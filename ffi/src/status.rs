@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::ffi::c_char;
 
+use engine::registry::RegistryError;
 use engine::runtime::{EngineError, UnknownTicket};
 use engine::{LoadError, RequestError, ScoreError, SubmitError};
 
@@ -50,6 +51,8 @@ pub enum TsStatus {
     NonFinite = 202,
     /// The execution engine failed on the row.
     Engine = 203,
+    /// A feature lies outside the bounds of the registry manifest.
+    OutOfBounds = 204,
     /// The caller's buffer is too small (the needed size was reported).
     BufferTooSmall = 300,
     /// An index is out of range.
@@ -68,10 +71,40 @@ pub enum TsStatus {
     RequestPanicked = 405,
     /// The engine could not start (configuration or threads).
     EngineStart = 406,
+    /// A registry file or directory could not be read or written.
+    RegistryIo = 500,
+    /// No such model in the registry (or an invalid model name).
+    UnknownModel = 501,
+    /// No such version of the model.
+    UnknownVersion = 502,
+    /// The manifest is malformed, breaks a rule, or sits in the wrong directory.
+    Manifest = 503,
+    /// The model file's size differs from the manifest (truncated or replaced).
+    SizeMismatch = 504,
+    /// The model file's sha256 differs from the manifest (altered).
+    DigestMismatch = 505,
+    /// The manifest is unsigned and the registry requires signatures.
+    Unsigned = 506,
+    /// The manifest is signed by a key that is not trusted.
+    UntrustedKey = 507,
+    /// The manifest's signature does not verify.
+    BadSignature = 508,
+    /// The lowered plan failed the parity probe (registry requires it).
+    Probe = 509,
+    /// The manifest does not describe the model file (features, output).
+    ManifestModelMismatch = 510,
+    /// The version's input schema differs from the serving one (not forced).
+    SchemaChanged = 511,
+    /// No earlier published version to roll back to.
+    NothingToRollBack = 512,
+    /// The model is not being served by this registry.
+    NotServing = 513,
+    /// The audit record could not be written, so the action was not taken.
+    Audit = 514,
 }
 
 impl TsStatus {
-    const ALL: [TsStatus; 27] = [
+    const ALL: [TsStatus; 43] = [
         TsStatus::Ok,
         TsStatus::NullArgument,
         TsStatus::InvalidArgument,
@@ -99,6 +132,22 @@ impl TsStatus {
         TsStatus::UnknownTicket,
         TsStatus::RequestPanicked,
         TsStatus::EngineStart,
+        TsStatus::OutOfBounds,
+        TsStatus::RegistryIo,
+        TsStatus::UnknownModel,
+        TsStatus::UnknownVersion,
+        TsStatus::Manifest,
+        TsStatus::SizeMismatch,
+        TsStatus::DigestMismatch,
+        TsStatus::Unsigned,
+        TsStatus::UntrustedKey,
+        TsStatus::BadSignature,
+        TsStatus::Probe,
+        TsStatus::ManifestModelMismatch,
+        TsStatus::SchemaChanged,
+        TsStatus::NothingToRollBack,
+        TsStatus::NotServing,
+        TsStatus::Audit,
     ];
 
     /// The status with this code, if any.
@@ -135,6 +184,22 @@ impl TsStatus {
             TsStatus::UnknownTicket => "unknown, stale or already-taken ticket\0",
             TsStatus::RequestPanicked => "the model panicked on this request (contained)\0",
             TsStatus::EngineStart => "the engine could not start\0",
+            TsStatus::OutOfBounds => "feature outside the manifest's bounds\0",
+            TsStatus::RegistryIo => "registry file could not be read or written\0",
+            TsStatus::UnknownModel => "no such model in the registry\0",
+            TsStatus::UnknownVersion => "no such model version\0",
+            TsStatus::Manifest => "invalid manifest\0",
+            TsStatus::SizeMismatch => "model file size differs from the manifest\0",
+            TsStatus::DigestMismatch => "model file sha256 differs from the manifest\0",
+            TsStatus::Unsigned => "manifest not signed\0",
+            TsStatus::UntrustedKey => "manifest signed by an untrusted key\0",
+            TsStatus::BadSignature => "manifest signature does not verify\0",
+            TsStatus::Probe => "parity probe failed\0",
+            TsStatus::ManifestModelMismatch => "manifest does not describe the model\0",
+            TsStatus::SchemaChanged => "input schema differs from the serving version\0",
+            TsStatus::NothingToRollBack => "nothing to roll back to\0",
+            TsStatus::NotServing => "model not served by this registry\0",
+            TsStatus::Audit => "audit log write failed; action not taken\0",
         }
     }
 }
@@ -154,21 +219,60 @@ impl FfiError {
     }
 }
 
+fn load_status(e: &LoadError) -> TsStatus {
+    match e {
+        LoadError::Io { .. } => TsStatus::Io,
+        LoadError::TooLarge { .. } => TsStatus::TooLarge,
+        LoadError::Malformed(_) => TsStatus::Malformed,
+        LoadError::UnsupportedOperator { .. } => TsStatus::UnsupportedOperator,
+        LoadError::UnsupportedInput(_) => TsStatus::UnsupportedInput,
+        LoadError::InputWidthMismatch { .. } => TsStatus::InputWidthMismatch,
+        LoadError::NoScoreOutput(_) => TsStatus::NoScoreOutput,
+        LoadError::InvalidTreeEnsemble(_) => TsStatus::InvalidTreeEnsemble,
+        LoadError::ImporterPanicked(_) => TsStatus::ImporterPanicked,
+        _ => TsStatus::Import,
+    }
+}
+
 impl From<LoadError> for FfiError {
     fn from(e: LoadError) -> FfiError {
+        FfiError::new(load_status(&e), e.to_string())
+    }
+}
+
+impl From<RegistryError> for FfiError {
+    fn from(e: RegistryError) -> FfiError {
         let status = match &e {
-            LoadError::Io { .. } => TsStatus::Io,
-            LoadError::TooLarge { .. } => TsStatus::TooLarge,
-            LoadError::Malformed(_) => TsStatus::Malformed,
-            LoadError::UnsupportedOperator { .. } => TsStatus::UnsupportedOperator,
-            LoadError::UnsupportedInput(_) => TsStatus::UnsupportedInput,
-            LoadError::InputWidthMismatch { .. } => TsStatus::InputWidthMismatch,
-            LoadError::NoScoreOutput(_) => TsStatus::NoScoreOutput,
-            LoadError::InvalidTreeEnsemble(_) => TsStatus::InvalidTreeEnsemble,
-            LoadError::ImporterPanicked(_) => TsStatus::ImporterPanicked,
-            _ => TsStatus::Import,
+            RegistryError::Model(inner) => {
+                return FfiError::new(
+                    load_status(inner),
+                    format!("refused at step {}: {e}", e.step()),
+                );
+            }
+            RegistryError::Io { .. } => TsStatus::RegistryIo,
+            RegistryError::InvalidName(_) | RegistryError::UnknownModel(_) => {
+                TsStatus::UnknownModel
+            }
+            RegistryError::UnknownVersion { .. } => TsStatus::UnknownVersion,
+            RegistryError::Manifest { .. } | RegistryError::ManifestLocation { .. } => {
+                TsStatus::Manifest
+            }
+            RegistryError::TooLarge { .. } => TsStatus::TooLarge,
+            RegistryError::SizeMismatch { .. } => TsStatus::SizeMismatch,
+            RegistryError::DigestMismatch { .. } => TsStatus::DigestMismatch,
+            RegistryError::Unsigned => TsStatus::Unsigned,
+            RegistryError::UntrustedKey { .. } => TsStatus::UntrustedKey,
+            RegistryError::BadSignature { .. } => TsStatus::BadSignature,
+            RegistryError::Probe(_) => TsStatus::Probe,
+            RegistryError::ManifestModelMismatch(_) => TsStatus::ManifestModelMismatch,
+            RegistryError::SchemaChanged { .. } => TsStatus::SchemaChanged,
+            RegistryError::NothingToRollBack(_) => TsStatus::NothingToRollBack,
+            RegistryError::NotServing(_) => TsStatus::NotServing,
+            RegistryError::Audit { .. } => TsStatus::Audit,
+            // A variant added later: a registry refusal all the same.
+            _ => TsStatus::Manifest,
         };
-        FfiError::new(status, e.to_string())
+        FfiError::new(status, format!("refused at step {}: {e}", e.step()))
     }
 }
 
@@ -178,6 +282,7 @@ impl From<ScoreError> for FfiError {
             ScoreError::WidthMismatch { .. } => TsStatus::WidthMismatch,
             ScoreError::OutputMismatch { .. } => TsStatus::OutputMismatch,
             ScoreError::NonFinite { .. } => TsStatus::NonFinite,
+            ScoreError::OutOfBounds { .. } => TsStatus::OutOfBounds,
             ScoreError::Engine => TsStatus::Engine,
         };
         FfiError::new(status, e.to_string())

@@ -52,6 +52,6 @@ echo "-- C++ against libtickscore.so"
 echo "-- C++ against libtickscore.a"
 "$out/test_abi_static" models
 echo "-- C++ under valgrind"
-valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+TICKSCORE_UNDER_VALGRIND=1 valgrind --quiet --fair-sched=yes --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
   --show-leak-kinds=definite,indirect "$out/test_abi_valgrind" models
 

@@ -7,9 +7,13 @@
 // Checks: version macro, scores equal onnxruntime's recorded outputs,
 // batch == single, two threads sharing one model, and every error path
 // (status and message), through the C API and the C++ wrapper.
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -335,6 +339,159 @@ static void test_engine(const std::string& dir, const std::vector<std::vector<fl
   ts_engine_free(nullptr);
 }
 
+// The registry through the ABI: serve, publish, rollback, tamper refusal,
+// and a hot swap under load (two inline threads + the ring, 1,000 swaps),
+// every score equal to the score of the version that reports it. Runs on a
+// private copy of models/registry (publish writes CURRENT and the audit log).
+static void test_registry(const std::string& dir, const std::vector<std::vector<float>>& rows) {
+  namespace fs = std::filesystem;
+  char tmpl[] = "/tmp/tickscore-cpp-registry-XXXXXX";
+  const char* made = mkdtemp(tmpl);
+  CHECK(made != nullptr, "temp dir");
+  if (made == nullptr) return;
+  const fs::path root = made;
+  fs::copy(dir + "/registry/german_credit", root / "german_credit", fs::copy_options::recursive);
+  const std::string key = dir + "/keys/dev.pub";
+
+  // Expected scores per version, from the plain models (bit for bit).
+  std::vector<float> v1(rows.size()), v2(rows.size());
+  {
+    tickscore::Model m1 = tickscore::Model::open(dir + "/german_logreg/model.onnx");
+    tickscore::Model m2 = tickscore::Model::open(dir + "/german_mlp/model.onnx");
+    tickscore::Scorer s1 = m1.scorer(), s2 = m2.scorer();
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      v1[i] = s1.score(rows[i]);
+      v2[i] = s2.score(rows[i]);
+    }
+  }
+
+  // Errors: no trusted key, unknown version, not served, bad flag.
+  {
+    tickscore::Registry untrusting = tickscore::Registry::open(root.string(), "");
+    uint64_t v = 0;
+    CHECK(ts_registry_serve(untrusting.get(), "german_credit", "t", &v) == TS_STATUS_UNTRUSTED_KEY,
+          "signed by a key nobody trusts");
+    CHECK(last_error().find("refused at step signature") != std::string::npos, "message names the step");
+    CHECK(ts_registry_current_version(untrusting.get(), "german_credit", &v) == TS_STATUS_NOT_SERVING,
+          "not served");
+    CHECK(ts_registry_publish(untrusting.get(), "german_credit", 1, "t", 7) == TS_STATUS_INVALID_ARGUMENT,
+          "force flag must be 0 or 1");
+    CHECK(ts_registry_serve(untrusting.get(), "no_such_model", "t", &v) == TS_STATUS_UNKNOWN_MODEL,
+          "unknown model");
+    CHECK(ts_registry_serve(nullptr, "x", "t", &v) == TS_STATUS_NULL_ARGUMENT, "NULL registry");
+  }
+  tickscore::Registry reg = tickscore::Registry::open(root.string(), key);
+  CHECK(reg.serve("german_credit") == 2, "serve picks the highest version");
+  CHECK(ts_registry_publish(reg.get(), "german_credit", 9, "t", 0) == TS_STATUS_UNKNOWN_VERSION, "unknown version");
+  reg.publish("german_credit", 1);
+  CHECK(reg.current_version("german_credit") == 1, "v1 serving");
+
+  // Hot swap under load.
+  const int swaps = 1000;
+  // Under valgrind threads take turns on one lock; producers that never
+  // sleep would starve the swapper. They pause briefly between calls there.
+  const bool gentle = std::getenv("TICKSCORE_UNDER_VALGRIND") != nullptr;
+  auto pause = [gentle] {
+    if (gentle) std::this_thread::sleep_for(std::chrono::microseconds(20));
+  };
+  std::atomic<bool> stop{false};
+  std::atomic<long> wrong{0}, failed_calls{0}, on_v1{0}, on_v2{0};
+  auto check_score = [&](std::size_t i, uint64_t version, float p) {
+    const float want = version == 1 ? v1[i] : version == 2 ? v2[i] : -1.0f;
+    if (p != want) ++wrong;
+    (version == 1 ? on_v1 : on_v2)++;
+  };
+  ts_engine_options eo;
+  ts_engine_options_default(&eo);
+  eo.cores_len = 0;
+  eo.cores = nullptr;
+  tickscore::Engine engine = reg.engine("german_credit", &eo);
+  std::vector<std::thread> producers;
+  for (int t = 0; t < 2; ++t) {
+    producers.emplace_back([&] {
+      tickscore::Scorer s = reg.scorer("german_credit");
+      for (std::size_t n = 0; !stop.load(); ++n) {
+        pause();
+        const std::size_t i = n % rows.size();
+        float p = 0;
+        uint64_t version = 0;
+        if (s.try_score_versioned(rows[i].data(), rows[i].size(), &p, 1, &version) != TS_STATUS_OK) {
+          ++failed_calls;
+          continue;
+        }
+        check_score(i, version, p);
+      }
+    });
+  }
+  producers.emplace_back([&] {
+    for (std::size_t n = 0; !stop.load(); ++n) {
+      pause();
+      const std::size_t i = n % rows.size();
+      uint64_t ticket = 0;
+      if (engine.try_submit(rows[i].data(), rows[i].size(), &ticket) != TS_STATUS_OK) continue;
+      float p = 0;
+      tickscore::Result r = engine.wait(ticket, &p, 1);
+      if (!r.ok()) {
+        ++failed_calls;
+        continue;
+      }
+      check_score(i, r.times.model_version, p);
+    }
+  });
+  int swap_failures = 0;
+  for (int k = 0; k < swaps; ++k) {
+    if (reg.try_publish("german_credit", 1 + k % 2, "swapper") != TS_STATUS_OK) ++swap_failures;
+    std::this_thread::yield();
+  }
+  stop = true;
+  for (auto& t : producers) t.join();
+  std::printf("registry hot swap: %d swaps, %ld scores on v1, %ld on v2, %ld wrong, %ld failed\n", swaps,
+              on_v1.load(), on_v2.load(), wrong.load(), failed_calls.load());
+  CHECK(swap_failures == 0, "every swap succeeded");
+  CHECK(wrong == 0 && failed_calls == 0, "every score equals its reported version's score");
+  CHECK(on_v1 > 0 && on_v2 > 0, "both versions scored");
+  CHECK(reg.current_version("german_credit") == 2, "the last swap published v2");
+
+  // Tamper with a copy of v2 placed as v3; v2 keeps serving through each refusal.
+  const fs::path v3 = root / "german_credit" / "3";
+  fs::copy(root / "german_credit" / "2", v3, fs::copy_options::recursive);
+  CHECK(ts_registry_publish(reg.get(), "german_credit", 3, "mallory", 0) == TS_STATUS_MANIFEST,
+        "a copied manifest names version 2, not 3");
+  auto flip_model_byte = [&] {
+    std::fstream f(v3 / "model.onnx", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(100);
+    char c = 0;
+    f.get(c);
+    f.seekp(100);
+    f.put(static_cast<char>(c ^ 1));
+  };
+  {
+    std::ifstream in(v3 / "manifest.toml");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string m = text.str();
+    const std::size_t at = m.find("version = 2\n");
+    CHECK(at != std::string::npos, "manifest has its version line");
+    if (at != std::string::npos) m.replace(at, 12, "version = 3\n");
+    std::ofstream(v3 / "manifest.toml") << m;
+  }
+  flip_model_byte();
+  CHECK(ts_registry_publish(reg.get(), "german_credit", 3, "mallory", 0) == TS_STATUS_DIGEST_MISMATCH,
+        "one flipped model byte");
+  flip_model_byte();  // restored: now only the edited manifest is wrong
+  CHECK(ts_registry_publish(reg.get(), "german_credit", 3, "mallory", 0) == TS_STATUS_BAD_SIGNATURE,
+        "an edited signed manifest");
+  CHECK(reg.current_version("german_credit") == 2, "v2 still serving after a refusal");
+  CHECK(reg.rollback("german_credit") == 1, "rollback to v1");
+  tickscore::Scorer s = reg.scorer("german_credit");
+  float p = 0;
+  uint64_t version = 0;
+  CHECK(s.try_score_versioned(rows[0].data(), 61, &p, 1, &version) == TS_STATUS_OK && version == 1 && p == v1[0],
+        "after rollback: v1's score, bit for bit");
+  std::error_code ec;
+  fs::remove_all(root, ec);
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s MODELS_DIR\n", argv[0]);
@@ -349,6 +506,7 @@ int main(int argc, char** argv) {
   test_two_threads(dir, rows, xgb);
   test_engine(dir, rows, xgb);
   test_errors(dir, rows);
+  test_registry(dir, rows);
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
