@@ -588,3 +588,34 @@ fn hot_swap_stress_inline_and_ring() {
     assert_eq!(publishes, SWAPS + 2);
     eprintln!("hot swap: {SWAPS} swaps, {total} requests (v1 {v1}, v2 {v2}), 0 failed");
 }
+
+#[test]
+fn the_watcher_publishes_new_versions_and_skips_refused_ones() {
+    let dir = TempDir::new("watch");
+    add_version(&dir.0, NAME, 1, "german_logreg", Some(&test_key()));
+    let reg = Arc::new(Registry::open(&dir.0, registry_options()).expect("open"));
+    let d = reg.serve(NAME, "t").expect("serve");
+    let watcher = reg
+        .watch(NAME, std::time::Duration::from_millis(5))
+        .expect("watch");
+    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
+        let t0 = std::time::Instant::now();
+        while !cond() {
+            assert!(t0.elapsed().as_secs() < 30, "timed out waiting for {what}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    // An unsigned v2 appears: refused once, v1 keeps serving.
+    add_version(&dir.0, NAME, 2, "german_mlp", None);
+    wait_for("the refusal", &|| watcher.refused() == 1);
+    assert_eq!(d.current().version(), 1);
+    // A signed v3 appears: published.
+    add_version(&dir.0, NAME, 3, "german_mlp", Some(&test_key()));
+    wait_for("v3", &|| d.current().version() == 3);
+    assert_eq!((watcher.published(), watcher.refused()), (1, 1));
+    drop(watcher);
+    let audit = audit_lines(&dir.0);
+    assert!(audit
+        .iter()
+        .any(|l| l["actor"] == "watcher" && l["outcome"] == "refused" && l["version"] == 2));
+}

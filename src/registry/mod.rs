@@ -1140,13 +1140,24 @@ pub fn write_manifest(
     if let Some(k) = key {
         k.sign(&mut m);
     }
+    // Atomic: a watcher never sees half a manifest.
+    let tmp = dir.join(".manifest.toml.tmp");
     let path = dir.join("manifest.toml");
-    std::fs::write(&path, m.to_toml()).map_err(|source| RegistryError::Io {
-        path,
-        source,
-        step: LoadStep::Publish,
-    })?;
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| RegistryError::Io {
+            path,
+            source,
+            step: LoadStep::Publish,
+        }
+    };
+    std::fs::write(&tmp, m.to_toml()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
     Ok(m)
+}
+
+fn model_dir_of(registry: &Registry, name: &str, version: u64) -> PathBuf {
+    registry.root.join(name).join(version.to_string())
 }
 
 /// The (unsigned) manifest for the `model.onnx` in `dir`: size and digest
@@ -1208,4 +1219,100 @@ pub fn manifest_for(
         error,
     })?;
     Ok(m)
+}
+
+/// Publishes new versions of one model as they appear on disk (see
+/// [`Registry::watch`]). Stops, and joins its thread, when dropped.
+#[derive(Debug)]
+pub struct Watcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    published: Arc<std::sync::atomic::AtomicU64>,
+    refused: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Watcher {
+    /// Versions this watcher published.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Versions it tried and the registry refused (each is audited, and
+    /// not tried again).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            // A watcher thread that panicked has nothing left to report.
+            let _ = t.join();
+        }
+    }
+}
+
+impl Registry {
+    /// Watch `name` (off unless called): every `interval`, the newest
+    /// version directory holding a `manifest.toml`, if newer than the
+    /// serving version, is published (all load steps, schema check, audit as
+    /// actor `"watcher"`). Write `model.onnx` first and the manifest last
+    /// (atomically, as [`write_manifest`] and `tickscore sign` do). A
+    /// refused version is not retried; a newer one is. The model must be
+    /// served already.
+    pub fn watch(
+        self: &Arc<Self>,
+        name: &str,
+        interval: std::time::Duration,
+    ) -> Result<Watcher, RegistryError> {
+        let deployment = self
+            .deployment(name)
+            .ok_or_else(|| RegistryError::NotServing(name.to_owned()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let model_dir = self.root.join(name);
+        let (registry, name) = (Arc::clone(self), name.to_owned());
+        let (stop2, published2, refused2) = (stop.clone(), published.clone(), refused.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("tickscore-watch-{name}"))
+            .spawn(move || {
+                let mut tried = 0u64;
+                while !stop2.load(Ordering::Relaxed) {
+                    let serving = deployment.current().version();
+                    // A version is ready once its manifest exists (written
+                    // last, atomically, by `write_manifest`).
+                    let newest = registry.versions_on_disk(&name).ok().and_then(|v| {
+                        v.into_iter().rev().find(|v| {
+                            model_dir_of(&registry, &name, *v)
+                                .join("manifest.toml")
+                                .is_file()
+                        })
+                    });
+                    if let Some(newest) = newest.filter(|n| *n > serving.max(tried)) {
+                        tried = newest;
+                        match registry.publish(&name, newest, "watcher", PublishOptions::default())
+                        {
+                            Ok(_) => published2.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => refused2.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                    std::thread::park_timeout(interval);
+                }
+            })
+            .map_err(|source| RegistryError::Io {
+                path: model_dir,
+                source,
+                step: LoadStep::Publish,
+            })?;
+        Ok(Watcher {
+            stop,
+            thread: Some(thread),
+            published,
+            refused,
+        })
+    }
 }

@@ -220,7 +220,10 @@ pub fn sign(a: SignArgs) -> CliResult {
     if let Some(k) = &key {
         k.sign(&mut m);
     }
-    std::fs::write(&manifest_path, m.to_toml())
+    // Atomic (write, then rename): a watching registry never sees half a file.
+    let tmp = dir.join(".manifest.toml.tmp");
+    std::fs::write(&tmp, m.to_toml()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &manifest_path)
         .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
     println!(
         "{}: {} v{} sha256 {} {}",
