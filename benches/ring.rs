@@ -1,7 +1,8 @@
 //! The worker runtime against the inline path on the same model and rows:
 //! one producer, one worker pinned and busy-spinning, a full round trip
 //! (submit, worker scores, caller waits) per iteration, timed with
-//! `iter_custom`; and closed-loop throughput with 1 and 2 workers (256
+//! `iter_custom`, through the shared MPMC queue and through a registered
+//! producer's SPSC lane; and closed-loop throughput with 1 and 2 workers (256
 //! requests in flight).
 //!
 //! Run: `cargo bench --bench ring`.
@@ -54,6 +55,18 @@ fn ring(c: &mut Criterion) {
                 t.elapsed()
             })
         });
+        let mut producer = engine.register_producer().expect("registered");
+        group.bench_function("lane_round_trip_1_worker_busy_spin", |b| {
+            b.iter_custom(|iters| {
+                let t = Instant::now();
+                for i in 0..iters as usize {
+                    let ticket = producer.submit(rows.row(i % n)).expect("accepted");
+                    engine.wait(ticket, &mut out).expect("scored");
+                }
+                t.elapsed()
+            })
+        });
+        drop(producer);
         drop(engine);
         group.finish();
 

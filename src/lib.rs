@@ -57,7 +57,7 @@ pub use registry::{
     Deployment, ModelVersion, Registry, RegistryError, RegistryOptions, VersionedScorer,
 };
 pub use runtime::{
-    Completion, CompletionCallback, Engine, EngineConfig, IdleStrategy, RequestError, StageTimes,
-    SubmitError, Ticket, TicketId,
+    Completion, CompletionCallback, Engine, EngineConfig, IdleStrategy, Producer, RequestError,
+    StageTimes, SubmitError, Ticket, TicketId,
 };
 pub use scorer::Scorer;

@@ -35,12 +35,16 @@ pub enum Pacing {
 pub enum Target<'a> {
     /// `Scorer::score` on this thread.
     Inline(&'a mut Scorer),
-    /// `Engine::submit` + completion, up to `in_flight` outstanding.
+    /// Submission through a registered producer's lane + completion, up to
+    /// `in_flight` outstanding.
     Ring {
         /// The engine.
         engine: &'a Engine,
         /// Most requests outstanding at once (open loop).
         in_flight: usize,
+        /// Submit through the shared MPMC queue instead of a registered
+        /// producer's SPSC lane (to compare the two).
+        shared_queue: bool,
     },
 }
 
@@ -141,8 +145,19 @@ pub fn run(
                 }
             }
         }
-        Target::Ring { engine, in_flight } => {
+        Target::Ring {
+            engine,
+            in_flight,
+            shared_queue,
+        } => {
             let mut out = vec![0f32; engine.score_width()];
+            // Submit as a trading thread would: through a registered
+            // producer's own lane (the shared queue if registration fails).
+            let mut producer = if shared_queue {
+                None
+            } else {
+                engine.register_producer().ok()
+            };
             // (ticket, ns from t0 to its due time, ns from t0 to its submit)
             let mut pending: VecDeque<(Ticket<'_>, u64, u64)> =
                 VecDeque::with_capacity(in_flight.max(1));
@@ -187,7 +202,11 @@ pub fn run(
                 };
                 hook(i);
                 let ticket = loop {
-                    match engine.submit(row(i)) {
+                    let submitted = match &mut producer {
+                        Some(p) => p.submit(row(i)),
+                        None => engine.submit(row(i)),
+                    };
+                    match submitted {
                         Ok(t) => break Some(t),
                         Err(SubmitError::Busy) => {
                             busy += 1;

@@ -45,7 +45,11 @@ fn produce(
     expected: &[f32],
     n: usize,
     offset: usize,
+    lane: bool,
 ) -> ProducerTally {
+    // A registered producer submits through its own SPSC lane; otherwise
+    // through the shared queue.
+    let mut producer = lane.then(|| engine.register_producer().expect("registered"));
     let mut t = ProducerTally {
         submitted: 0,
         accepted: 0,
@@ -67,7 +71,11 @@ fn produce(
     while i < n {
         let row = (i + offset) % rows.rows();
         t.submitted += 1;
-        match engine.submit(rows.row(row)) {
+        let submitted = match &mut producer {
+            Some(p) => p.submit(rows.row(row)),
+            None => engine.submit(rows.row(row)),
+        };
+        match submitted {
             Ok(ticket) => {
                 t.accepted += 1;
                 in_flight.push_back((ticket, row));
@@ -96,7 +104,8 @@ fn produce(
     t
 }
 
-fn stress(workers: usize, per_producer: usize) {
+/// `lanes`: which of the two producers submit through registered lanes.
+fn stress(workers: usize, per_producer: usize, lanes: [bool; 2]) {
     let model = model("german_logreg");
     let rows = common::test_rows(&model);
     let expected = inline_scores(&model, &rows);
@@ -113,7 +122,8 @@ fn stress(workers: usize, per_producer: usize) {
         let handles: Vec<_> = (0..2)
             .map(|p| {
                 let (engine, rows, expected) = (&engine, &rows, &expected);
-                s.spawn(move || produce(engine, rows, expected, per_producer, p * 7))
+                let lane = lanes[p];
+                s.spawn(move || produce(engine, rows, expected, per_producer, p * 7, lane))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -121,7 +131,7 @@ fn stress(workers: usize, per_producer: usize) {
     engine.shutdown();
     let snap = engine.snapshot();
     let sum = |f: fn(&ProducerTally) -> u64| tallies.iter().map(f).sum::<u64>();
-    println!("{workers} worker(s): {:?}", snap.counters);
+    println!("{workers} worker(s), lanes {lanes:?}: {:?}", snap.counters);
     assert_eq!(
         sum(|t| t.accepted),
         2 * per_producer as u64,
@@ -154,12 +164,23 @@ fn stress(workers: usize, per_producer: usize) {
 
 #[test]
 fn two_producers_one_million_each_one_worker() {
-    stress(1, 1_000_000);
+    stress(1, 1_000_000, [false, false]);
 }
 
 #[test]
 fn two_producers_one_million_each_two_workers() {
-    stress(2, 1_000_000);
+    stress(2, 1_000_000, [false, false]);
+}
+
+#[test]
+fn two_registered_producers_one_million_each_on_their_lanes() {
+    stress(1, 1_000_000, [true, true]);
+    stress(2, 1_000_000, [true, true]);
+}
+
+#[test]
+fn a_registered_and_a_shared_producer_together() {
+    stress(2, 500_000, [true, false]);
 }
 
 #[test]
@@ -180,7 +201,8 @@ fn shutdown_in_the_middle_of_the_load_loses_nothing() {
         let handles: Vec<_> = (0..2)
             .map(|p| {
                 let (engine, rows, expected) = (&engine, &rows, &expected);
-                s.spawn(move || produce(engine, rows, expected, usize::MAX, p))
+                // One producer on its own lane, one on the shared queue.
+                s.spawn(move || produce(engine, rows, expected, usize::MAX, p, p == 1))
             })
             .collect();
         std::thread::sleep(Duration::from_millis(300));
@@ -203,6 +225,10 @@ fn shutdown_in_the_middle_of_the_load_loses_nothing() {
     assert_eq!(snap.counters.completed, accepted);
     assert!(matches!(
         engine.submit(rows.row(0)),
+        Err(SubmitError::ShutDown)
+    ));
+    assert!(matches!(
+        engine.register_producer(),
         Err(SubmitError::ShutDown)
     ));
 }

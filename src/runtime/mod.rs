@@ -32,6 +32,7 @@ use crate::model::Model;
 use crate::registry::Deployment;
 use crate::telemetry::LatencySummary;
 pub use slot::{RequestError, StageTimes};
+
 use slot::{Slot, ABANDONED, DONE, FREE, PARKED, PENDING, TAKING};
 
 /// What an idle worker does.
@@ -241,6 +242,10 @@ pub(crate) struct Shared {
     pub accepted: CachePadded<AtomicU64>,
     pub busy: CachePadded<AtomicU64>,
     pub stats: Box<[CachePadded<WorkerStats>]>,
+    /// Lanes registered for each worker and not yet adopted by it.
+    pub new_lanes: Box<[crossbeam_queue::SegQueue<rtrb::Consumer<u32>>]>,
+    /// Producers registered so far (lanes go to workers round-robin).
+    pub lanes_registered: AtomicU64,
     /// Test hook: runs on the worker before scoring (e.g. to inject a panic).
     pub fault: OnceLock<FaultHook>,
     /// Receives callback requests' results.
@@ -254,6 +259,45 @@ pub type FaultHook = Arc<dyn Fn(&[f32]) + Send + Sync>;
 impl Shared {
     pub fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Take a free slot and fill it with a request (state PENDING).
+    #[inline]
+    fn prepare(
+        &self,
+        row: &[f32],
+        deadline: Option<Duration>,
+        callback_tag: u64,
+    ) -> Result<u32, SubmitError> {
+        let ix = self.free.pop().ok_or(SubmitError::Busy)?;
+        let slot = &self.slots[ix as usize];
+        slot.generation.fetch_add(1, Ordering::Relaxed);
+        slot.write_input(row);
+        slot.deadline_ns.store(
+            deadline.map_or(self.default_deadline_ns, |d| d.as_nanos() as u64),
+            Ordering::Relaxed,
+        );
+        slot.callback_tag.store(callback_tag, Ordering::Relaxed);
+        slot.set_time(0, self.now_ns());
+        slot.state.store(PENDING, Ordering::Relaxed);
+        Ok(ix)
+    }
+
+    /// Wake sleeping workers after queueing: one for the shared queue, all
+    /// for a lane (only its own worker can take it).
+    #[inline]
+    fn wake(&self, all: bool) {
+        // Pairs with the fence in `worker::sleep`: either the worker sees the
+        // request, or we see it sleeping and wake it.
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::Relaxed) > 0 {
+            self.wake_epoch.fetch_add(1, Ordering::Release);
+            if all {
+                atomic_wait::wake_all(&*self.wake_epoch);
+            } else {
+                atomic_wait::wake_one(&*self.wake_epoch);
+            }
+        }
     }
 
     /// Return a slot to the free list.
@@ -301,6 +345,61 @@ impl TicketId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("unknown, stale or already-taken ticket")]
 pub struct UnknownTicket;
+
+/// A registered producer: submits through its own SPSC lane to one worker
+/// (see [`Engine::register_producer`]). `Send`, not `Sync`: one thread
+/// submits through it. Dropping it closes the lane; requests already in it
+/// are still scored.
+pub struct Producer<'e> {
+    engine: &'e Engine,
+    lane: rtrb::Producer<u32>,
+}
+
+impl std::fmt::Debug for Producer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").finish_non_exhaustive()
+    }
+}
+
+impl<'e> Producer<'e> {
+    /// Queue `row` on this producer's lane with the default deadline.
+    /// Never blocks; `Busy` when no slot is free (the row stays yours).
+    #[inline]
+    pub fn submit(&mut self, row: &[f32]) -> Result<Ticket<'e>, SubmitError> {
+        self.submit_with_deadline(row, None)
+    }
+
+    /// Queue `row` with its own queue-wait deadline. Never blocks.
+    pub fn submit_with_deadline(
+        &mut self,
+        row: &[f32],
+        deadline: Option<Duration>,
+    ) -> Result<Ticket<'e>, SubmitError> {
+        let engine = self.engine;
+        let s = &*engine.shared;
+        if row.len() != s.width {
+            return Err(SubmitError::WidthMismatch {
+                expected: s.width,
+                got: row.len(),
+            });
+        }
+        let lane = &mut self.lane;
+        let slot = engine.counted(1, || {
+            if !s.accepting.load(Ordering::SeqCst) {
+                return Err(SubmitError::ShutDown);
+            }
+            let ix = s.prepare(row, deadline, 0)?;
+            if lane.push(ix).is_err() {
+                // Unreachable: the lane holds as many entries as there are slots.
+                s.release(ix);
+                return Err(SubmitError::Busy);
+            }
+            s.wake(true);
+            Ok(ix)
+        })?;
+        Ok(Ticket { engine, slot })
+    }
+}
 
 /// A pool of pinned worker threads scoring one model.
 pub struct Engine {
@@ -390,6 +489,10 @@ impl Engine {
                     })
                 })
                 .collect(),
+            new_lanes: (0..config.workers)
+                .map(|_| crossbeam_queue::SegQueue::new())
+                .collect(),
+            lanes_registered: AtomicU64::new(0),
             fault: OnceLock::new(),
             on_complete: config.on_complete.clone(),
         });
@@ -500,30 +603,35 @@ impl Engine {
         if !s.accepting.load(Ordering::SeqCst) {
             return Err(SubmitError::ShutDown);
         }
-        let ix = s.free.pop().ok_or(SubmitError::Busy)?;
-        let slot = &s.slots[ix as usize];
-        slot.generation.fetch_add(1, Ordering::Relaxed);
-        slot.write_input(row);
-        slot.deadline_ns.store(
-            deadline.map_or(s.default_deadline_ns, |d| d.as_nanos() as u64),
-            Ordering::Relaxed,
-        );
-        slot.callback_tag.store(callback_tag, Ordering::Relaxed);
-        slot.set_time(0, s.now_ns());
-        slot.state.store(PENDING, Ordering::Relaxed);
+        let ix = s.prepare(row, deadline, callback_tag)?;
         if s.queue.push(ix).is_err() {
             // Unreachable while slots == queue depth; keep the slot anyway.
             s.release(ix);
             return Err(SubmitError::Busy);
         }
-        // Pairs with the fence in `worker::sleep`: either the worker sees the
-        // request, or we see it sleeping and wake it.
-        fence(Ordering::SeqCst);
-        if s.sleepers.load(Ordering::Relaxed) > 0 {
-            s.wake_epoch.fetch_add(1, Ordering::Release);
-            atomic_wait::wake_one(&*s.wake_epoch);
-        }
+        s.wake(false);
         Ok(ix)
+    }
+
+    /// Register a producer: a handle with its own single-producer,
+    /// single-consumer lane (`rtrb`) to one worker, for a thread that
+    /// submits often (a trading thread registers once at start). Cheaper per
+    /// request than the shared queue (`benches/ring.rs`); same slots,
+    /// tickets, deadlines, counters and shutdown guarantees. Lanes are
+    /// spread over the workers round-robin. Control plane: allocates the
+    /// lane. Fails once shutdown has begun.
+    pub fn register_producer(&self) -> Result<Producer<'_>, SubmitError> {
+        let s = &*self.shared;
+        if !s.accepting.load(Ordering::SeqCst) {
+            return Err(SubmitError::ShutDown);
+        }
+        let (lane, consumer) = rtrb::RingBuffer::new(s.slots.len());
+        let worker =
+            s.lanes_registered.fetch_add(1, Ordering::Relaxed) as usize % s.new_lanes.len();
+        s.new_lanes[worker].push(consumer);
+        // The worker adopts it at its next loop (or when woken).
+        s.wake(true);
+        Ok(Producer { engine: self, lane })
     }
 
     /// Queue every row of `rows` (back to back, `input_width` each) or none:

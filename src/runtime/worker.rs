@@ -33,12 +33,25 @@ pub(crate) fn run(
     drop(ready);
     let stats = &shared.stats[index];
     let mut idle_since: Option<Instant> = None;
+    // Registered producers' lanes (adopting one allocates only if more than
+    // this many are registered to this worker).
+    let mut lanes: Vec<rtrb::Consumer<u32>> = Vec::with_capacity(64);
+    let mut next = 0usize;
     loop {
-        let Some(ix) = shared.queue.pop() else {
-            if shared.draining.load(Ordering::SeqCst) && shared.queue.is_empty() {
+        if !shared.new_lanes[index].is_empty() {
+            while let Some(lane) = shared.new_lanes[index].pop() {
+                lanes.push(lane);
+            }
+        }
+        let Some(ix) = next_request(&shared, &mut lanes, &mut next) else {
+            if shared.draining.load(Ordering::SeqCst)
+                && shared.queue.is_empty()
+                && lanes.iter().all(|l| l.is_empty())
+                && shared.new_lanes[index].is_empty()
+            {
                 return;
             }
-            idle(&shared, &mut idle_since);
+            idle(&shared, index, &lanes, &mut idle_since);
             continue;
         };
         idle_since = None;
@@ -129,7 +142,38 @@ pub(crate) fn run(
     }
 }
 
-fn idle(shared: &Shared, idle_since: &mut Option<Instant>) {
+/// The next request: lanes and the shared queue in turn (round-robin, so
+/// none starves). Closed, drained lanes are dropped.
+#[inline]
+fn next_request(
+    shared: &Shared,
+    lanes: &mut Vec<rtrb::Consumer<u32>>,
+    next: &mut usize,
+) -> Option<u32> {
+    let sources = lanes.len() + 1;
+    for k in 0..sources {
+        let i = (*next + k) % sources;
+        let got = if i == lanes.len() {
+            shared.queue.pop()
+        } else {
+            lanes[i].pop().ok()
+        };
+        if got.is_some() {
+            *next = (i + 1) % sources;
+            return got;
+        }
+    }
+    // Nothing anywhere: a good moment to drop lanes whose producer is gone.
+    lanes.retain(|l| !(l.is_abandoned() && l.is_empty()));
+    None
+}
+
+fn idle(
+    shared: &Shared,
+    index: usize,
+    lanes: &[rtrb::Consumer<u32>],
+    idle_since: &mut Option<Instant>,
+) {
     let spin_for = match shared.idle {
         IdleStrategy::BusySpin => {
             std::hint::spin_loop();
@@ -143,18 +187,22 @@ fn idle(shared: &Shared, idle_since: &mut Option<Instant>) {
         std::hint::spin_loop();
         return;
     }
-    sleep(shared);
+    sleep(shared, index, lanes);
     *idle_since = None;
 }
 
 /// Sleep until a submitter (or shutdown) bumps `wake_epoch`.
-fn sleep(shared: &Shared) {
+fn sleep(shared: &Shared, index: usize, lanes: &[rtrb::Consumer<u32>]) {
     let seen = shared.wake_epoch.load(Ordering::Acquire);
     shared.sleepers.fetch_add(1, Ordering::SeqCst);
     // Pairs with the fence in `Engine::push`: either we see its request
     // here, or it sees us in `sleepers` and wakes us.
     fence(Ordering::SeqCst);
-    if shared.queue.is_empty() && !shared.draining.load(Ordering::SeqCst) {
+    if shared.queue.is_empty()
+        && lanes.iter().all(|l| l.is_empty())
+        && shared.new_lanes[index].is_empty()
+        && !shared.draining.load(Ordering::SeqCst)
+    {
         atomic_wait::wait(&shared.wake_epoch, seen);
     }
     shared.sleepers.fetch_sub(1, Ordering::SeqCst);

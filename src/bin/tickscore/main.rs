@@ -315,6 +315,10 @@ struct BenchArgs {
     /// Idle workers: spin, spin 50 µs then sleep, or sleep at once (ring path).
     #[arg(long, value_enum, default_value_t = IdleArg::Spin50us)]
     idle: IdleArg,
+    /// Submit through the shared MPMC queue instead of a registered
+    /// producer's own SPSC lane (ring path; for comparison).
+    #[arg(long)]
+    shared_queue: bool,
     /// Directory for the .hgrm, .svg and .json files.
     #[arg(long, default_value = "report")]
     out: PathBuf,
@@ -360,14 +364,17 @@ fn bench(a: BenchArgs) -> CliResult {
         )?),
         PathArg::Inline => None,
     };
+    let shared_queue = a.shared_queue;
     fn target<'a>(
         engine: &'a Option<tickscore::Engine>,
         scorer: &'a mut tickscore::Scorer,
+        shared_queue: bool,
     ) -> loadgen::Target<'a> {
         match engine {
             Some(e) => loadgen::Target::Ring {
                 engine: e,
                 in_flight: 256,
+                shared_queue,
             },
             None => loadgen::Target::Inline(scorer),
         }
@@ -378,7 +385,7 @@ fn bench(a: BenchArgs) -> CliResult {
         loadgen::Pacing::Rate(r)
     } else {
         let cal = loadgen::run(
-            target(&engine, &mut scorer),
+            target(&engine, &mut scorer, shared_queue),
             &rows.values,
             w,
             loadgen::Pacing::Closed,
@@ -400,7 +407,7 @@ fn bench(a: BenchArgs) -> CliResult {
     };
     let show_progress = matches!(pacing, loadgen::Pacing::Rate(r) if requests as f64 / r > 2.0);
     let run = loadgen::run(
-        target(&engine, &mut scorer),
+        target(&engine, &mut scorer, shared_queue),
         &rows.values,
         w,
         pacing,
@@ -780,6 +787,7 @@ fn run_model(
         loadgen::Target::Ring {
             engine: &engine,
             in_flight: 1,
+            shared_queue: false,
         },
         &rows.values,
         w,
