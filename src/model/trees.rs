@@ -124,6 +124,13 @@ pub struct TreeEnsemble {
     leaf_span: Box<[(u32, u32)]>,
     /// Per group of `LANES` trees: the longest root-to-leaf path.
     group_depth: Box<[u32]>,
+    /// The ensemble's tree index of each entry of `roots`. Trees are walked
+    /// sorted by depth (so a lockstep group wastes few steps on shallow
+    /// trees) and their leaves summed in the ensemble's order (so results
+    /// are bit-identical to onnxruntime's).
+    tree_of_root: Box<[u32]>,
+    /// Sorting changed nothing: leaves are added as each group is walked.
+    walk_in_tree_order: bool,
     /// The comparison every branch uses, when they all use the same one.
     uniform_mode: Option<u32>,
     /// 1 + the largest feature index any node reads.
@@ -340,6 +347,8 @@ impl TreeEnsemble {
             leaf_weight: Box::new([]),
             leaf_span: Box::new([]),
             group_depth: Box::new([]),
+            tree_of_root: Box::new([]),
+            walk_in_tree_order: true,
             uniform_mode: None,
             n_features: 0,
             n_outputs,
@@ -476,10 +485,16 @@ impl TreeEnsemble {
                 return err(format!("internal layout error at node {i}"));
             }
         }
-        out.group_depth = depths
+        // Walk order: by depth (stable), so lockstep groups are even.
+        let mut order: Vec<u32> = (0..roots.len() as u32).collect();
+        order.sort_by_key(|&t| depths[t as usize]);
+        out.group_depth = order
             .chunks(LANES)
-            .map(|g| g.iter().copied().max().unwrap_or(0))
+            .map(|g| g.iter().map(|&t| depths[t as usize]).max().unwrap_or(0))
             .collect();
+        let roots: Vec<u32> = order.iter().map(|&t| roots[t as usize]).collect();
+        out.walk_in_tree_order = order.iter().enumerate().all(|(i, &t)| i == t as usize);
+        out.tree_of_root = order.into();
         out.uniform_mode = match modes_seen.as_slice() {
             [one] => Some(*one),
             _ => None,
@@ -502,9 +517,16 @@ impl TreeEnsemble {
         self.n_features
     }
 
-    /// Scratch floats [`TreeEnsemble::eval_row`] needs.
+    /// Scratch floats [`TreeEnsemble::eval_row`] needs: scores and
+    /// has-a-value flags per output, then (when trees are walked out of
+    /// order) each tree's leaf, as bits.
     pub fn scratch_len(&self) -> usize {
-        2 * self.n_outputs
+        let leaves = if self.walk_in_tree_order {
+            0
+        } else {
+            self.roots.len()
+        };
+        2 * self.n_outputs + leaves
     }
 
     /// Number of trees.
@@ -538,9 +560,36 @@ impl TreeEnsemble {
         }
     }
 
-    /// The leaves of group `g`'s trees (`LANES` at a time, in lockstep: the
-    /// walks are independent, so their loads overlap and no branch depends
-    /// on the data), added to `acc` in tree order.
+    /// Walk group `g`'s trees (`LANES` at a time, in lockstep: the walks
+    /// are independent, so their loads overlap and no branch depends on the
+    /// data) and record each tree's leaf in `leaves` (by tree index, as bits).
+    #[inline(always)]
+    fn walk_group<const MODE: u32>(&self, g: usize, row: &[f32], leaves: &mut [f32]) {
+        let span = g * LANES..((g + 1) * LANES).min(self.roots.len());
+        let roots = &self.roots[span.clone()];
+        let mut idx = [roots[0]; LANES];
+        idx[..roots.len()].copy_from_slice(roots);
+        for _ in 0..self.group_depth[g] {
+            for i in idx.iter_mut() {
+                *i = self.step::<MODE>(*i, row);
+            }
+        }
+        for (&tree, &leaf) in self.tree_of_root[span].iter().zip(&idx) {
+            leaves[tree as usize] = f32::from_bits(leaf);
+        }
+    }
+
+    /// Add every tree's leaf weights to `acc` (scores, then flags), in the
+    /// ensemble's tree order.
+    #[inline(always)]
+    fn sum_leaves(&self, acc: &mut [f32], leaves: &[f32]) {
+        for leaf in leaves {
+            self.add_leaf(acc, leaf.to_bits());
+        }
+    }
+
+    /// Walk group `g` and add its leaves to `acc` at once: for ensembles
+    /// whose walk order is the tree order (no leaf buffer needed).
     #[inline(always)]
     fn add_group<const MODE: u32>(&self, g: usize, row: &[f32], acc: &mut [f32]) {
         let roots = &self.roots[g * LANES..((g + 1) * LANES).min(self.roots.len())];
@@ -551,8 +600,16 @@ impl TreeEnsemble {
                 *i = self.step::<MODE>(*i, row);
             }
         }
-        let (scores, has) = acc.split_at_mut(self.n_outputs);
         for &leaf in &idx[..roots.len()] {
+            self.add_leaf(acc, leaf);
+        }
+    }
+
+    /// Aggregate one leaf's weights into `acc` (scores, then flags).
+    #[inline(always)]
+    fn add_leaf(&self, acc: &mut [f32], leaf: u32) {
+        let (scores, has) = acc.split_at_mut(self.n_outputs);
+        {
             let (start, count) = self.leaf_span[leaf as usize];
             let range = start as usize..(start + count) as usize;
             for (&t, &w) in self.leaf_target[range.clone()]
@@ -585,10 +642,23 @@ impl TreeEnsemble {
     #[inline(always)]
     fn accumulate<const MODE: u32>(&self, rows: &[f32], width: usize, acc: &mut [f32]) {
         let per_row = self.scratch_len();
+        let sums = 2 * self.n_outputs;
+        if self.walk_in_tree_order {
+            for g in 0..self.group_depth.len() {
+                for (row, a) in rows.chunks_exact(width).zip(acc.chunks_exact_mut(per_row)) {
+                    self.add_group::<MODE>(g, row, a);
+                }
+            }
+            return;
+        }
         for g in 0..self.group_depth.len() {
             for (row, a) in rows.chunks_exact(width).zip(acc.chunks_exact_mut(per_row)) {
-                self.add_group::<MODE>(g, row, a);
+                self.walk_group::<MODE>(g, row, &mut a[sums..]);
             }
+        }
+        for a in acc.chunks_exact_mut(per_row) {
+            let (sum, leaves) = a.split_at_mut(sums);
+            self.sum_leaves(sum, leaves);
         }
     }
 
@@ -618,7 +688,11 @@ impl TreeEnsemble {
     pub fn eval_rows(&self, rows: &[f32], width: usize, scratch: &mut [f32], out: &mut [f32]) {
         self.accumulate_any(rows, width, scratch);
         let k = self.n_outputs;
-        for (acc, o) in scratch.chunks_exact_mut(2 * k).zip(out.chunks_exact_mut(k)) {
+        let per_row = self.scratch_len();
+        for (acc, o) in scratch
+            .chunks_exact_mut(per_row)
+            .zip(out.chunks_exact_mut(k))
+        {
             self.finalize(acc, o);
         }
     }
