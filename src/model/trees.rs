@@ -51,15 +51,34 @@ type Pending = (i64, Option<(usize, bool)>, u32);
 /// Most nodes an ensemble may have (indices are u32).
 const MAX_NODES: usize = 1 << 26;
 
-/// One node: 16 bytes. A leaf points at itself on both sides (and reads
-/// feature 0), so a walk may take more steps than a path is long without
-/// leaving it: that lets trees be walked in lockstep, branch-free.
+/// A node while the ensemble is laid out (both children explicit).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct BuildNode {
+    threshold: f32,
+    /// feature (27 bits) | mode << 27 (3 bits) | missing-tracks-true << 31
+    packed: u32,
+    next_true: u32,
+    next_false: u32,
+}
+
+impl BuildNode {
+    #[inline(always)]
+    fn mode(&self) -> u32 {
+        (self.packed >> FEATURE_BITS) & 7
+    }
+}
+
+/// One node as walked: 12 bytes. Pre-order layout puts a branch's true
+/// child right after it, so only the false child is stored. A leaf
+/// compares `x <= NaN` (always false, NaN included, missing-tracks-true
+/// clear) and its false child is itself: a walk may take more steps than
+/// a path is long without leaving it, which lets trees be walked in
+/// lockstep, branch-free.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Node {
     threshold: f32,
     /// feature (27 bits) | mode << 27 (3 bits) | missing-tracks-true << 31
     packed: u32,
-    next_true: u32,
     next_false: u32,
 }
 
@@ -357,7 +376,7 @@ impl TreeEnsemble {
             post,
             kind,
         };
-        let mut nodes: Vec<Node> = Vec::with_capacity(n);
+        let mut nodes: Vec<BuildNode> = Vec::with_capacity(n);
         let mut roots = Vec::with_capacity(trees.len());
         let mut depths: Vec<u32> = Vec::with_capacity(trees.len());
         let mut leaf_span: Vec<(u32, u32)> = Vec::with_capacity(n);
@@ -429,7 +448,7 @@ impl TreeEnsemble {
                         leaf_weight.push(v);
                     }
                     tree_depth = tree_depth.max(depth);
-                    nodes.push(Node {
+                    nodes.push(BuildNode {
                         threshold: 0.0,
                         packed: LEAF << FEATURE_BITS,
                         next_true: new_ix,
@@ -448,7 +467,7 @@ impl TreeEnsemble {
                         modes_seen.push(mode);
                     }
                     leaf_span.push((0, 0));
-                    nodes.push(Node {
+                    nodes.push(BuildNode {
                         threshold: values[i],
                         packed: f as u32
                             | mode << FEATURE_BITS
@@ -479,7 +498,7 @@ impl TreeEnsemble {
                 node.next_true as usize == i && node.next_false as usize == i
             } else {
                 let after = |c: u32| (c as usize) > i && (c as usize) < nodes.len();
-                after(node.next_true) && after(node.next_false)
+                node.next_true as usize == i + 1 && after(node.next_false)
             };
             if !ok {
                 return err(format!("internal layout error at node {i}"));
@@ -496,11 +515,30 @@ impl TreeEnsemble {
         out.walk_in_tree_order = order.iter().enumerate().all(|(i, &t)| i == t as usize);
         out.tree_of_root = order.into();
         out.uniform_mode = match modes_seen.as_slice() {
-            [one] => Some(*one),
+            // NEQ is true against a leaf's NaN threshold: walk it per node.
+            [one] if *one != NEQ => Some(*one),
             _ => None,
         };
         out.leaf_span = leaf_span.into();
-        out.nodes = nodes.into();
+        out.nodes = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                if n.mode() == LEAF {
+                    Node {
+                        threshold: f32::NAN,
+                        packed: LEQ << FEATURE_BITS,
+                        next_false: i as u32,
+                    }
+                } else {
+                    Node {
+                        threshold: n.threshold,
+                        packed: n.packed,
+                        next_false: n.next_false,
+                    }
+                }
+            })
+            .collect();
         out.roots = roots.into();
         out.leaf_target = leaf_target.into();
         out.leaf_weight = leaf_weight.into();
@@ -553,11 +591,9 @@ impl TreeEnsemble {
         // onnxruntime: a NaN goes to the true branch iff missing-tracks-true
         // (or if the comparison itself holds, as `NaN != t` does).
         let go_true = cmp | ((n.packed & MISSING_TRUE != 0) & x.is_nan());
-        if go_true {
-            n.next_true
-        } else {
-            n.next_false
-        }
+        // Branch-free select (a branch here mispredicts half the time).
+        let take_true = 0u32.wrapping_sub(u32::from(go_true));
+        ((i + 1) & take_true) | (n.next_false & !take_true)
     }
 
     /// Walk group `g`'s trees (`LANES` at a time, in lockstep: the walks
