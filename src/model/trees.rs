@@ -369,7 +369,8 @@ impl TreeEnsemble {
             tree_of_root: Box::new([]),
             walk_in_tree_order: true,
             uniform_mode: None,
-            n_features: 0,
+            // Leaves read feature 0 (and ignore it): at least one feature.
+            n_features: 1,
             n_outputs,
             base_values: base_values.into(),
             aggregate,
@@ -576,8 +577,16 @@ impl TreeEnsemble {
     /// `MODE` is the comparison all branches share, or `ANY_MODE`.
     #[inline(always)]
     fn step<const MODE: u32>(&self, i: u32, row: &[f32]) -> u32 {
-        let n = &self.nodes[i as usize];
-        let x = row[n.feature()];
+        debug_assert!((i as usize) < self.nodes.len());
+        // SAFETY: `i` is a root (checked < nodes.len() at load), a branch's
+        // i + 1 or next_false (both checked in bounds at load), or a leaf's
+        // own index: always in bounds.
+        let n = unsafe { self.nodes.get_unchecked(i as usize) };
+        debug_assert!(n.feature() < row.len());
+        // SAFETY: every node reads a feature < n_features, and
+        // `accumulate_any` (the only way here) asserts rows are at least
+        // n_features wide.
+        let x = unsafe { *row.get_unchecked(n.feature()) };
         let t = n.threshold;
         let mode = if MODE == ANY_MODE { n.mode() } else { MODE };
         let cmp = match mode {
@@ -699,6 +708,12 @@ impl TreeEnsemble {
     }
 
     fn accumulate_any(&self, rows: &[f32], width: usize, acc: &mut [f32]) {
+        // The walk reads features without bounds checks: this is its guard.
+        assert!(
+            width >= self.n_features,
+            "rows of {width} features, the ensemble reads {}",
+            self.n_features
+        );
         acc.fill(0.0);
         match self.uniform_mode {
             Some(LEQ) => self.accumulate::<LEQ>(rows, width, acc),
