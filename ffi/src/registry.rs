@@ -78,6 +78,27 @@ unsafe fn registry_ref<'a>(registry: *const TsRegistry) -> Result<&'a Registry, 
     Ok(unsafe { &(*registry).registry })
 }
 
+/// The arguments every registry action takes: the registry, the model
+/// name and the actor (NULL: "c-abi").
+///
+/// # Safety
+/// `registry` NULL (refused) or live; `model` NULL (refused) or a valid
+/// string; `actor` NULL or a valid string.
+unsafe fn action_args<'a>(
+    registry: *const TsRegistry,
+    model: *const c_char,
+    actor: *const c_char,
+) -> Result<(&'a Registry, &'a str, &'a str), FfiError> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        Ok((
+            registry_ref(registry)?,
+            req_str(model, "model")?,
+            opt_str(actor, "actor")?.unwrap_or("c-abi"),
+        ))
+    }
+}
+
 fn flag(v: u32, name: &str) -> Result<bool, FfiError> {
     match v {
         0 => Ok(false),
@@ -193,13 +214,7 @@ pub unsafe extern "C" fn ts_registry_serve(
 ) -> TsStatus {
     ffi_boundary(|| {
         // SAFETY: the caller's contract.
-        let (reg, model, actor) = unsafe {
-            (
-                registry_ref(registry)?,
-                req_str(model, "model")?,
-                opt_str(actor, "actor")?.unwrap_or("c-abi"),
-            )
-        };
+        let (reg, model, actor) = unsafe { action_args(registry, model, actor) }?;
         non_null(out_version, "out_version")?;
         let version = reg.serve(model, actor)?.current().version();
         // SAFETY: non-NULL (checked); writable by contract.
@@ -224,13 +239,7 @@ pub unsafe extern "C" fn ts_registry_publish(
 ) -> TsStatus {
     ffi_boundary(|| {
         // SAFETY: the caller's contract.
-        let (reg, model, actor) = unsafe {
-            (
-                registry_ref(registry)?,
-                req_str(model, "model")?,
-                opt_str(actor, "actor")?.unwrap_or("c-abi"),
-            )
-        };
+        let (reg, model, actor) = unsafe { action_args(registry, model, actor) }?;
         let options = PublishOptions {
             force_schema_change: flag(force_schema_change, "force_schema_change")?,
         };
@@ -253,13 +262,7 @@ pub unsafe extern "C" fn ts_registry_rollback(
 ) -> TsStatus {
     ffi_boundary(|| {
         // SAFETY: the caller's contract.
-        let (reg, model, actor) = unsafe {
-            (
-                registry_ref(registry)?,
-                req_str(model, "model")?,
-                opt_str(actor, "actor")?.unwrap_or("c-abi"),
-            )
-        };
+        let (reg, model, actor) = unsafe { action_args(registry, model, actor) }?;
         non_null(out_version, "out_version")?;
         let version = reg.rollback(model, actor)?.version();
         // SAFETY: non-NULL (checked); writable by contract.

@@ -403,6 +403,12 @@ impl Lineage {
     pub(crate) fn keep_warm(&self) -> usize {
         self.keep_warm
     }
+
+    /// `version`, if it is loaded (warm).
+    fn warm(&self, version: u64) -> Option<Arc<ModelVersion>> {
+        let state = self.state.lock();
+        state.warm.iter().find(|v| v.version() == version).cloned()
+    }
 }
 
 /// A handle on one served model: cheap to clone, shared by threads. Its
@@ -665,14 +671,7 @@ impl Registry {
         let _control = self.control.lock();
         let lineage = self.lineages.lock().get(name).cloned();
         let serving = lineage.as_ref().map(|l| l.current.load_full());
-        let warm = lineage.as_ref().and_then(|l| {
-            l.state
-                .lock()
-                .warm
-                .iter()
-                .find(|v| v.version() == version)
-                .cloned()
-        });
+        let warm = lineage.as_ref().and_then(|l| l.warm(version));
         let candidate = match warm {
             Some(v) => Ok(v),
             None => self.load(name, version, actor),
@@ -752,12 +751,8 @@ impl Registry {
             return Err(self.refuse("rollback", name, 0, None, actor, e));
         };
         let serving = lineage.current.load_full();
-        let (target, warm) = {
-            let state = lineage.state.lock();
-            let target = state.history.iter().rev().nth(1).copied();
-            let warm = target.and_then(|t| state.warm.iter().find(|v| v.version() == t).cloned());
-            (target, warm)
-        };
+        let target = lineage.state.lock().history.iter().rev().nth(1).copied();
+        let warm = target.and_then(|t| lineage.warm(t));
         let Some(target) = target else {
             let e = RegistryError::NothingToRollBack(name.to_owned());
             return Err(self.refuse(
@@ -803,15 +798,8 @@ impl Registry {
         version: u64,
         actor: &str,
     ) -> Result<VersionedScorer, RegistryError> {
-        let warm = self.lineages.lock().get(name).and_then(|l| {
-            l.state
-                .lock()
-                .warm
-                .iter()
-                .find(|v| v.version() == version)
-                .cloned()
-        });
-        let v = match warm {
+        let lineage = self.lineages.lock().get(name).cloned();
+        let v = match lineage.and_then(|l| l.warm(version)) {
             Some(v) => v,
             None => self.load(name, version, actor)?,
         };
