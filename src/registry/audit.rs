@@ -6,7 +6,9 @@
 //! is not taken. Fields: `time` (RFC 3339, UTC, ms), `unix_ms`, `action`
 //! (`load`, `publish`, `rollback`), `outcome` (`ok`, `refused`), `model`,
 //! `version`, `sha256`, `from_version` (the version serving before),
-//! `step` and `error` (for refusals), `actor`.
+//! `step` and `error` (for refusals), `actor`. If writing `CURRENT` fails
+//! after an `ok` record, a `refused` record for the same action follows it
+//! (step `publish`) and nothing changes.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

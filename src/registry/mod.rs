@@ -714,7 +714,8 @@ impl Registry {
         if history.last() != Some(&version) {
             history.push(version);
         }
-        self.persist(name, &history)?;
+        self.persist(name, &history)
+            .map_err(|e| self.refuse("publish", name, version, from_version, actor, e))?;
         match lineage {
             Some(l) => {
                 let mut state = l.state.lock();
@@ -782,7 +783,9 @@ impl Registry {
         })?;
         let mut history = lineage.state.lock().history.clone();
         history.pop();
-        self.persist(name, &history)?;
+        self.persist(name, &history).map_err(|e| {
+            self.refuse("rollback", name, target, Some(serving.version()), actor, e)
+        })?;
         let mut state = lineage.state.lock();
         state.history = history;
         promote(&mut state.warm, &v, self.options.keep_warm);
