@@ -33,7 +33,7 @@ use crate::registry::Deployment;
 use crate::telemetry::LatencySummary;
 pub use slot::{RequestError, StageTimes};
 
-use slot::{Slot, ABANDONED, DONE, FREE, PARKED, PENDING, TAKING};
+use slot::{Rows, Slot, ABANDONED, DONE, FREE, PARKED, PENDING, TAKING};
 
 /// What an idle worker does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,6 +228,8 @@ pub(crate) struct Shared {
     pub queue: ArrayQueue<u32>,
     pub free: ArrayQueue<u32>,
     pub slots: Box<[CachePadded<Slot>]>,
+    /// Each slot's row (apart from the slot: see [`Rows`]).
+    pub rows: Rows,
     pub epoch: Instant,
     pub default_deadline_ns: u64,
     pub idle: IdleStrategy,
@@ -272,7 +274,7 @@ impl Shared {
         let ix = self.free.pop().ok_or(SubmitError::Busy)?;
         let slot = &self.slots[ix as usize];
         slot.generation.fetch_add(1, Ordering::Relaxed);
-        slot.write_input(row);
+        self.rows.write(ix, row);
         slot.deadline_ns.store(
             deadline.map_or(self.default_deadline_ns, |d| d.as_nanos() as u64),
             Ordering::Relaxed,
@@ -465,8 +467,9 @@ impl Engine {
             queue: ArrayQueue::new(depth),
             free,
             slots: (0..depth)
-                .map(|_| CachePadded::new(Slot::new(info.input_width, info.score_width)))
+                .map(|_| CachePadded::new(Slot::new(info.score_width)))
                 .collect(),
+            rows: Rows::new(depth, info.input_width),
             epoch: Instant::now(),
             default_deadline_ns: config.default_deadline.map_or(0, |d| d.as_nanos() as u64),
             idle: config.idle,
@@ -686,7 +689,7 @@ impl Engine {
         for (t, row) in tickets[first..].iter().zip(rows.chunks_exact(s.width)) {
             let slot = &s.slots[t.slot as usize];
             slot.generation.fetch_add(1, Ordering::Relaxed);
-            slot.write_input(row);
+            s.rows.write(t.slot, row);
             slot.deadline_ns
                 .store(s.default_deadline_ns, Ordering::Relaxed);
             slot.callback_tag.store(0, Ordering::Relaxed);

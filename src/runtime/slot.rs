@@ -65,60 +65,107 @@ pub struct StageTimes {
     pub model_version: u64,
 }
 
+/// Scores kept on a slot's completion line (wider outputs live apart).
+const INLINE_SCORES: usize = 4;
+
+/// One request's place. Laid out for the two hand-offs: the first 64
+/// bytes (state, outcome, times, version, up to 4 scores) are written by
+/// the worker and read by the caller, so a caller that sees `DONE` has the
+/// scores on the same cache line; the next line is written by the producer
+/// and read by the worker. The row lives in [`Rows`], at an address known
+/// from the slot index alone, so the worker fetches it in parallel with
+/// this slot instead of after it.
+#[repr(C)]
 pub(crate) struct Slot {
     pub state: AtomicU32,
+    outcome: [AtomicU32; 3],
+    /// submitted, started, completed (ns since the engine's epoch).
+    times: [AtomicU64; 3],
+    /// The model version that scored the request.
+    pub model_version: AtomicU64,
+    scores: [AtomicU32; INLINE_SCORES],
     /// Bumped each time the slot is handed out: detached ticket ids carry it,
     /// so a stale or repeated id is refused instead of reading another
     /// request's result.
     pub generation: AtomicU32,
-    input: Box<[AtomicU32]>,
-    output: Box<[AtomicU32]>,
-    outcome: [AtomicU32; 3],
-    /// submitted, started, completed (ns since the engine's epoch).
-    times: [AtomicU64; 3],
     /// Deadline for the queue wait, ns; 0 = none.
     pub deadline_ns: AtomicU64,
     /// Callback tag + 1, or 0 for a ticket request.
     pub callback_tag: AtomicU64,
-    /// The model version that scored the request.
-    pub model_version: AtomicU64,
+    /// Scores beyond `INLINE_SCORES` (empty for most models).
+    wide: Box<[AtomicU32]>,
 }
 
-impl Slot {
-    pub fn new(width: usize, scores: usize) -> Slot {
-        Slot {
-            state: AtomicU32::new(FREE),
-            generation: AtomicU32::new(0),
-            input: (0..width).map(|_| AtomicU32::new(0)).collect(),
-            output: (0..scores).map(|_| AtomicU32::new(0)).collect(),
-            outcome: Default::default(),
-            times: Default::default(),
-            deadline_ns: AtomicU64::new(0),
-            callback_tag: AtomicU64::new(0),
-            model_version: AtomicU64::new(0),
+/// One cache line of row values.
+#[repr(align(64))]
+struct Line([AtomicU32; 16]);
+
+/// Every slot's row, `lines_per_row` cache lines each, in one array.
+pub(crate) struct Rows {
+    lines: Box<[Line]>,
+    per_row: usize,
+}
+
+impl Rows {
+    pub fn new(slots: usize, width: usize) -> Rows {
+        let per_row = width.div_ceil(16).max(1);
+        Rows {
+            lines: (0..slots * per_row)
+                .map(|_| Line(Default::default()))
+                .collect(),
+            per_row,
         }
     }
 
-    pub fn write_input(&self, row: &[f32]) {
-        for (cell, v) in self.input.iter().zip(row) {
+    fn cells(&self, ix: u32) -> impl Iterator<Item = &AtomicU32> {
+        let start = ix as usize * self.per_row;
+        self.lines[start..start + self.per_row]
+            .iter()
+            .flat_map(|l| l.0.iter())
+    }
+
+    pub fn write(&self, ix: u32, row: &[f32]) {
+        for (cell, v) in self.cells(ix).zip(row) {
             cell.store(v.to_bits(), Ordering::Relaxed);
         }
     }
 
-    pub fn read_input(&self, row: &mut [f32]) {
-        for (v, cell) in row.iter_mut().zip(self.input.iter()) {
+    pub fn read(&self, ix: u32, row: &mut [f32]) {
+        for (v, cell) in row.iter_mut().zip(self.cells(ix)) {
             *v = f32::from_bits(cell.load(Ordering::Relaxed));
         }
     }
+}
+
+impl Slot {
+    pub fn new(scores: usize) -> Slot {
+        Slot {
+            state: AtomicU32::new(FREE),
+            outcome: Default::default(),
+            times: Default::default(),
+            model_version: AtomicU64::new(0),
+            scores: Default::default(),
+            generation: AtomicU32::new(0),
+            deadline_ns: AtomicU64::new(0),
+            callback_tag: AtomicU64::new(0),
+            wide: (0..scores.saturating_sub(INLINE_SCORES))
+                .map(|_| AtomicU32::new(0))
+                .collect(),
+        }
+    }
+
+    fn score_cells(&self) -> impl Iterator<Item = &AtomicU32> {
+        self.scores.iter().chain(self.wide.iter())
+    }
 
     pub fn write_output(&self, scores: &[f32]) {
-        for (cell, v) in self.output.iter().zip(scores) {
+        for (cell, v) in self.score_cells().zip(scores) {
             cell.store(v.to_bits(), Ordering::Relaxed);
         }
     }
 
     pub fn read_output(&self, out: &mut [f32]) {
-        for (v, cell) in out.iter_mut().zip(self.output.iter()) {
+        for (v, cell) in out.iter_mut().zip(self.score_cells()) {
             *v = f32::from_bits(cell.load(Ordering::Relaxed));
         }
     }

@@ -64,7 +64,7 @@ pub(crate) fn run(
             stats.deadline.fetch_add(1, Ordering::Relaxed);
             Err(RequestError::DeadlineExceeded)
         } else {
-            slot.read_input(&mut row);
+            shared.rows.read(ix, &mut row);
             let result = catch_unwind(AssertUnwindSafe(|| {
                 if let Some(hook) = shared.fault.get() {
                     hook(&row);
