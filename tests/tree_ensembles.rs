@@ -260,3 +260,57 @@ fn branch_eq_and_neq_follow_ieee_and_missing_rules() {
         }
     }
 }
+
+#[test]
+fn uniform_neq_ensembles_of_mixed_depth_stop_at_their_leaves() {
+    // Every branch is BRANCH_NEQ and the trees have different depths, so a
+    // lockstep walk takes extra steps on the shallow tree's leaf: the leaf
+    // must hold (a leaf's `x != NaN` would be true, hence the per-node path).
+    // Tree 0: x0 != 1 ? 0.1 : -0.2 (a negative weight keeps onnxruntime's
+    // binary rule on the plain logistic).  Tree 1: x1 != 0 ? (x0 != 5 ? 1.0 : 2.0) : 4.0.
+    let attrs = vec![
+        ints("nodes_treeids", &[0, 0, 0, 1, 1, 1, 1, 1]),
+        ints("nodes_nodeids", &[0, 1, 2, 0, 1, 2, 3, 4]),
+        ints("nodes_featureids", &[0, 0, 0, 1, 0, 0, 0, 0]),
+        strings(
+            "nodes_modes",
+            &[
+                "BRANCH_NEQ",
+                "LEAF",
+                "LEAF",
+                "BRANCH_NEQ",
+                "BRANCH_NEQ",
+                "LEAF",
+                "LEAF",
+                "LEAF",
+            ],
+        ),
+        floats("nodes_values", &[1.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0]),
+        ints("nodes_truenodeids", &[1, 0, 0, 1, 3, 0, 0, 0]),
+        ints("nodes_falsenodeids", &[2, 0, 0, 2, 4, 0, 0, 0]),
+        ints("nodes_missing_value_tracks_true", &[0; 8]),
+        ints("class_treeids", &[0, 0, 1, 1, 1]),
+        ints("class_nodeids", &[1, 2, 2, 3, 4]),
+        ints("class_ids", &[0; 5]),
+        floats("class_weights", &[0.1, -0.2, 4.0, 1.0, 2.0]),
+        floats("base_values", &[0.0]),
+        ints("classlabels_int64s", &[0, 1]),
+        string("post_transform", "LOGISTIC"),
+    ];
+    let model = Model::from_bytes(&ensemble(attrs), &LoadOptions::default()).expect("loads");
+    let mut scorer = model.scorer().unwrap();
+    let mut p = [0f32];
+    for (row, sum) in [
+        ([1.0, 3.0], -0.2 + 1.0),
+        ([7.0, 0.0], 0.1 + 4.0),
+        ([5.0, 2.0], 0.1 + 2.0),
+    ] {
+        scorer.score(&row, &mut p).unwrap();
+        assert!(
+            (p[0] - sigmoid(sum)).abs() < 1e-6,
+            "{row:?}: {} vs {}",
+            p[0],
+            sigmoid(sum)
+        );
+    }
+}
