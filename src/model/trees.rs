@@ -578,9 +578,12 @@ impl TreeEnsemble {
     #[inline(always)]
     fn step<const MODE: u32>(&self, i: u32, row: &[f32]) -> u32 {
         debug_assert!((i as usize) < self.nodes.len());
-        // SAFETY: `i` is a root (checked < nodes.len() at load), a branch's
+        // SAFETY: `i` is a root (placed in the array at load), a branch's
         // i + 1 or next_false (both checked in bounds at load), or a leaf's
-        // own index: always in bounds.
+        // own index (a leaf compares `x <= NaN`, false under every `MODE`
+        // this is instantiated with: LEQ, LT, GTE, GT, or ANY_MODE, where a
+        // leaf's own mode is LEQ; NEQ never is, see `accumulate_any`, and
+        // the leaf's missing-tracks-true bit is clear): always in bounds.
         let n = unsafe { self.nodes.get_unchecked(i as usize) };
         debug_assert!(n.feature() < row.len());
         // SAFETY: every node reads a feature < n_features, and
