@@ -286,9 +286,7 @@ pub unsafe extern "C" fn ts_registry_current_version(
         // SAFETY: the caller's contract.
         let (reg, model) = unsafe { (registry_ref(registry)?, req_str(model, "model")?) };
         non_null(out_version, "out_version")?;
-        let d = reg
-            .deployment(model)
-            .ok_or_else(|| engine::RegistryError::NotServing(model.to_owned()))?;
+        let d = reg.serving(model)?;
         // SAFETY: non-NULL (checked); writable by contract.
         unsafe { out_version.write(d.current().version()) };
         Ok(())
@@ -311,9 +309,7 @@ pub unsafe extern "C" fn ts_registry_scorer_new(
         // SAFETY: the caller's contract.
         let (reg, model) = unsafe { (registry_ref(registry)?, req_str(model, "model")?) };
         non_null(out_scorer, "out_scorer")?;
-        let d = reg
-            .deployment(model)
-            .ok_or_else(|| engine::RegistryError::NotServing(model.to_owned()))?;
+        let d = reg.serving(model)?;
         let handle = Box::into_raw(Box::new(TsScorer::versioned(d.scorer()?)));
         // SAFETY: non-NULL (checked); writable by contract.
         unsafe { out_scorer.write(handle) };
@@ -341,9 +337,7 @@ pub unsafe extern "C" fn ts_registry_engine_open(
         non_null(out_engine, "out_engine")?;
         // SAFETY: NULL or valid by contract.
         let config = unsafe { engine_config(options) }?;
-        let d = reg
-            .deployment(model)
-            .ok_or_else(|| engine::RegistryError::NotServing(model.to_owned()))?;
+        let d = reg.serving(model)?;
         let engine = Engine::start_deployment(&d, &config)?;
         let handle = Box::into_raw(Box::new(TsEngine { engine }));
         // SAFETY: non-NULL (checked); writable by contract.

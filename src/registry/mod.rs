@@ -604,6 +604,12 @@ impl Registry {
             .collect()
     }
 
+    /// The deployment of `name`, or [`RegistryError::NotServing`].
+    pub fn serving(&self, name: &str) -> Result<Deployment, RegistryError> {
+        self.deployment(name)
+            .ok_or_else(|| RegistryError::NotServing(name.to_owned()))
+    }
+
     /// The deployment of `name`, if this registry serves it.
     pub fn deployment(&self, name: &str) -> Option<Deployment> {
         self.lineages
@@ -626,8 +632,7 @@ impl Registry {
                 .ok_or_else(|| RegistryError::UnknownModel(name.to_owned()))?,
         };
         self.publish(name, version, actor, PublishOptions::default())?;
-        self.deployment(name)
-            .ok_or_else(|| RegistryError::NotServing(name.to_owned()))
+        self.serving(name)
     }
 
     /// Run the load pipeline on one version without publishing it (the
@@ -1259,9 +1264,7 @@ impl Registry {
         name: &str,
         interval: std::time::Duration,
     ) -> Result<Watcher, RegistryError> {
-        let deployment = self
-            .deployment(name)
-            .ok_or_else(|| RegistryError::NotServing(name.to_owned()))?;
+        let deployment = self.serving(name)?;
         let stop = Arc::new(AtomicBool::new(false));
         let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
