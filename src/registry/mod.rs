@@ -855,21 +855,9 @@ impl Registry {
         if !self.options.persist {
             return Ok(());
         }
-        let dir = self.root.join(name);
-        let tmp = dir.join(".CURRENT.tmp");
-        let path = dir.join("CURRENT");
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| RegistryError::Io {
-                path,
-                source,
-                step: LoadStep::Publish,
-            }
-        };
         let keep = &history[history.len().saturating_sub(MAX_HISTORY)..];
         let text: String = keep.iter().map(|v| format!("{v}\n")).collect();
-        std::fs::write(&tmp, text).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))
+        write_atomically(&self.root.join(name).join("CURRENT"), &text)
     }
 
     fn load_unaudited(&self, name: &str, version: u64) -> Result<Arc<ModelVersion>, RegistryError> {
@@ -1136,9 +1124,22 @@ pub fn write_manifest(
     if let Some(k) = key {
         k.sign(&mut m);
     }
-    // Atomic: a watcher never sees half a manifest.
-    let tmp = dir.join(".manifest.toml.tmp");
-    let path = dir.join("manifest.toml");
+    save_manifest(dir, &m)?;
+    Ok(m)
+}
+
+/// Write `m` to `<dir>/manifest.toml` atomically (a watching registry
+/// never sees half a manifest).
+pub fn save_manifest(dir: &Path, m: &Manifest) -> Result<(), RegistryError> {
+    write_atomically(&dir.join("manifest.toml"), &m.to_toml())
+}
+
+/// Write `text` to `path` by writing a hidden sibling and renaming it.
+fn write_atomically(path: &Path, text: &str) -> Result<(), RegistryError> {
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| RegistryError::Io {
@@ -1147,9 +1148,8 @@ pub fn write_manifest(
             step: LoadStep::Publish,
         }
     };
-    std::fs::write(&tmp, m.to_toml()).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    Ok(m)
+    std::fs::write(&tmp, text).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 fn model_dir_of(registry: &Registry, name: &str, version: u64) -> PathBuf {

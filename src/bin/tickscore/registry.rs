@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand, ValueEnum};
 use tickscore::input::read_features_by_name;
 use tickscore::registry::{
-    manifest_for, Manifest, PublicKey, PublishOptions, SigningKey, ValuePolicy,
+    manifest_for, save_manifest, Manifest, PublicKey, PublishOptions, SigningKey, ValuePolicy,
 };
 use tickscore::{LoadOptions, Model, Registry, RegistryError, RegistryOptions};
 
@@ -220,11 +220,7 @@ pub fn sign(a: SignArgs) -> CliResult {
     if let Some(k) = &key {
         k.sign(&mut m);
     }
-    // Atomic (write, then rename): a watching registry never sees half a file.
-    let tmp = dir.join(".manifest.toml.tmp");
-    std::fs::write(&tmp, m.to_toml()).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &manifest_path)
-        .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+    save_manifest(dir, &m)?;
     println!(
         "{}: {} v{} sha256 {} {}",
         manifest_path.display(),
