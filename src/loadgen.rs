@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::runtime::{Engine, SubmitError, Ticket};
+use crate::runtime::{Engine, Producer, RequestError, StageTimes, SubmitError, Ticket};
 use crate::scorer::Scorer;
 
 /// How requests are paced.
@@ -150,92 +150,24 @@ pub fn run(
             in_flight,
             shared_queue,
         } => {
-            let mut out = vec![0f32; engine.score_width()];
-            // Submit as a trading thread would: through a registered
-            // producer's own lane (the shared queue if registration fails).
-            let mut producer = if shared_queue {
-                None
-            } else {
-                engine.register_producer().ok()
-            };
-            // (ticket, ns from t0 to its due time, ns from t0 to its submit)
-            let mut pending: VecDeque<(Ticket<'_>, u64, u64)> =
-                VecDeque::with_capacity(in_flight.max(1));
-            let settle = |p: (Ticket<'_>, u64, u64),
-                          out: &mut [f32],
-                          hist: &mut Histogram<u64>,
-                          errors: &mut u64| {
-                let (ticket, due_ns, sent_ns) = p;
-                let e2e = match engine.wait(ticket, out) {
-                    Ok(times) => times.end_to_end_ns,
-                    Err(_) => {
-                        *errors += 1;
-                        0
-                    }
-                };
-                hist.saturating_record((sent_ns.saturating_sub(due_ns) + e2e).max(1));
-            };
+            let mut ring = RingClient::new(engine, in_flight, shared_queue);
             for i in 0..requests {
                 let due_ns = if interval_ns > 0.0 {
                     // Collect what finished while waiting for the due time.
-                    while t0.elapsed() < due(i) {
-                        match pending.pop_front() {
-                            Some(p) => match engine.poll(p.0, &mut out) {
-                                Ok(r) => {
-                                    let e2e = r.map(|t| t.end_to_end_ns).unwrap_or_else(|_| {
-                                        errors += 1;
-                                        0
-                                    });
-                                    hist.saturating_record((p.2.saturating_sub(p.1) + e2e).max(1));
-                                }
-                                Err(ticket) => {
-                                    pending.push_front((ticket, p.1, p.2));
-                                    std::hint::spin_loop();
-                                }
-                            },
-                            None => std::hint::spin_loop(),
-                        }
-                    }
+                    ring.collect_until(t0, due(i), &mut hist);
                     due(i).as_nanos() as u64
                 } else {
                     t0.elapsed().as_nanos() as u64
                 };
                 hook(i);
-                let ticket = loop {
-                    let submitted = match &mut producer {
-                        Some(p) => p.submit(row(i)),
-                        None => engine.submit(row(i)),
-                    };
-                    match submitted {
-                        Ok(t) => break Some(t),
-                        Err(SubmitError::Busy) => {
-                            busy += 1;
-                            if let Some(p) = pending.pop_front() {
-                                settle(p, &mut out, &mut hist, &mut errors);
-                            }
-                        }
-                        Err(_) => {
-                            errors += 1;
-                            break None;
-                        }
-                    }
-                };
-                if let Some(t) = ticket {
-                    let sent_ns = t0.elapsed().as_nanos() as u64;
-                    pending.push_back((t, due_ns, sent_ns));
-                }
-                if pending.len() >= in_flight.max(1) {
-                    if let Some(p) = pending.pop_front() {
-                        settle(p, &mut out, &mut hist, &mut errors);
-                    }
-                }
+                ring.send(row(i), t0, due_ns, &mut hist);
                 if i % report_every == 0 {
                     progress(i);
                 }
             }
-            while let Some(p) = pending.pop_front() {
-                settle(p, &mut out, &mut hist, &mut errors);
-            }
+            ring.drain(t0, &mut hist);
+            errors = ring.errors;
+            busy = ring.busy;
         }
     }
     Run {
@@ -245,6 +177,180 @@ pub fn run(
         busy,
         elapsed: t0.elapsed(),
     }
+}
+
+/// The submitting side of the ring path: a registered producer (or the
+/// shared queue), its requests in flight, and the latency of each as the
+/// *caller* sees it: from its due time to the moment `poll`/`wait` hands
+/// the scores back (so the hop back to the caller is included).
+struct RingClient<'e> {
+    engine: &'e Engine,
+    producer: Option<Producer<'e>>,
+    in_flight: usize,
+    /// (ticket, ns from t0 to its due time)
+    pending: VecDeque<(Ticket<'e>, u64)>,
+    out: Vec<f32>,
+    errors: u64,
+    busy: u64,
+}
+
+impl<'e> RingClient<'e> {
+    fn new(engine: &'e Engine, in_flight: usize, shared_queue: bool) -> RingClient<'e> {
+        RingClient {
+            engine,
+            // Submit as a trading thread would: through a registered
+            // producer's own lane (the shared queue if registration fails).
+            producer: if shared_queue {
+                None
+            } else {
+                engine.register_producer().ok()
+            },
+            in_flight: in_flight.max(1),
+            pending: VecDeque::with_capacity(in_flight.max(1)),
+            out: vec![0f32; engine.score_width()],
+            errors: 0,
+            busy: 0,
+        }
+    }
+
+    fn record(
+        &mut self,
+        result: Result<StageTimes, RequestError>,
+        due_ns: u64,
+        t0: Instant,
+        hist: &mut Histogram<u64>,
+    ) {
+        if result.is_err() {
+            self.errors += 1;
+        }
+        let done = t0.elapsed().as_nanos() as u64;
+        hist.saturating_record(done.saturating_sub(due_ns).max(1));
+    }
+
+    /// Wait for the oldest request in flight.
+    fn settle_oldest(&mut self, t0: Instant, hist: &mut Histogram<u64>) {
+        if let Some((ticket, due_ns)) = self.pending.pop_front() {
+            let result = self.engine.wait(ticket, &mut self.out);
+            self.record(result, due_ns, t0, hist);
+        }
+    }
+
+    /// Poll completions until `until` (since `t0`) has come.
+    fn collect_until(&mut self, t0: Instant, until: Duration, hist: &mut Histogram<u64>) {
+        while t0.elapsed() < until {
+            match self.pending.pop_front() {
+                Some((ticket, due_ns)) => match self.engine.poll(ticket, &mut self.out) {
+                    Ok(result) => self.record(result, due_ns, t0, hist),
+                    Err(ticket) => {
+                        self.pending.push_front((ticket, due_ns));
+                        std::hint::spin_loop();
+                    }
+                },
+                None => std::hint::spin_loop(),
+            }
+        }
+    }
+
+    /// Submit `row` (due at `due_ns`), retrying while the queue is full.
+    fn send(&mut self, row: &[f32], t0: Instant, due_ns: u64, hist: &mut Histogram<u64>) {
+        loop {
+            let submitted = match &mut self.producer {
+                Some(p) => p.submit(row),
+                None => self.engine.submit(row),
+            };
+            match submitted {
+                Ok(t) => {
+                    self.pending.push_back((t, due_ns));
+                    break;
+                }
+                Err(SubmitError::Busy) => {
+                    self.busy += 1;
+                    self.settle_oldest(t0, hist);
+                }
+                Err(_) => {
+                    self.errors += 1;
+                    break;
+                }
+            }
+        }
+        if self.pending.len() >= self.in_flight {
+            self.settle_oldest(t0, hist);
+        }
+    }
+
+    /// Wait for everything in flight.
+    fn drain(&mut self, t0: Instant, hist: &mut Histogram<u64>) {
+        while !self.pending.is_empty() {
+            self.settle_oldest(t0, hist);
+        }
+    }
+}
+
+/// Inline and ring side by side in one open-loop run at `rate`: the
+/// schedule alternates between the two paths every `block` requests, so
+/// both meet the same machine (the worker keeps spinning during inline
+/// blocks, stalls fall on both alike). `requests` per path. Latency is
+/// from each request's due time to the caller holding its scores.
+/// Returns (inline, ring).
+pub fn compare(
+    scorer: &mut Scorer,
+    engine: &Engine,
+    rows: &[f32],
+    width: usize,
+    rate: f64,
+    requests: usize,
+    block: usize,
+) -> (Run, Run) {
+    let n_rows = (rows.len() / width).max(1);
+    let row = |i: usize| &rows[(i % n_rows) * width..(i % n_rows + 1) * width];
+    let interval_ns = 1e9 / rate.max(1.0);
+    let block = block.max(1);
+    let (mut inline_hist, mut ring_hist) = (histogram(), histogram());
+    let mut inline_errors = 0u64;
+    let mut out = vec![0f32; scorer.model().info().score_width];
+    let mut ring = RingClient::new(engine, 256, false);
+    let t0 = Instant::now();
+    let due = |i: usize| Duration::from_nanos((i as f64 * interval_ns) as u64);
+    for i in 0..requests * 2 {
+        let on_ring = (i / block) % 2 == 1;
+        if i % block == 0 && i > 0 {
+            // Block boundary: finish the ring's requests before switching.
+            ring.drain(t0, &mut ring_hist);
+        }
+        let due_ns = due(i).as_nanos() as u64;
+        if on_ring {
+            ring.collect_until(t0, due(i), &mut ring_hist);
+            ring.send(row(i), t0, due_ns, &mut ring_hist);
+        } else {
+            while t0.elapsed() < due(i) {
+                std::hint::spin_loop();
+            }
+            if scorer.score(row(i), &mut out).is_err() {
+                inline_errors += 1;
+            }
+            inline_hist.saturating_record(
+                ((t0.elapsed().as_nanos() as u64).saturating_sub(due_ns)).max(1),
+            );
+        }
+    }
+    ring.drain(t0, &mut ring_hist);
+    let half = t0.elapsed() / 2;
+    (
+        Run {
+            requests: inline_hist.len(),
+            histogram: inline_hist,
+            errors: inline_errors,
+            busy: 0,
+            elapsed: half,
+        },
+        Run {
+            requests: ring_hist.len(),
+            histogram: ring_hist,
+            errors: ring.errors,
+            busy: ring.busy,
+            elapsed: half,
+        },
+    )
 }
 
 /// The HdrHistogram percentile-distribution text format (`.hgrm`), values

@@ -146,6 +146,9 @@ enum IdleArg {
 enum PathArg {
     Inline,
     Ring,
+    /// Inline and ring alternating in blocks of one open-loop run, at 50%
+    /// of the ring's capacity (or `--rate`): the ring's added latency.
+    Compare,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -319,12 +322,40 @@ struct BenchArgs {
     /// producer's own SPSC lane (ring path; for comparison).
     #[arg(long)]
     shared_queue: bool,
+    /// Pin the load-generating thread to this core (default: the first
+    /// core this process may use; the ring's workers take cores from the
+    /// last). `none` leaves it unpinned. An unpinned producer can land on
+    /// a busy-spinning worker's core and time-share it in milliseconds.
+    #[arg(long, default_value = "auto")]
+    producer_core: String,
+    /// `--path compare`: requests per block before switching paths.
+    #[arg(long, default_value_t = 10_000)]
+    block: usize,
     /// Directory for the .hgrm, .svg and .json files.
     #[arg(long, default_value = "report")]
     out: PathBuf,
     /// Also write the JSON summary here.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+/// Pin this (the load-generating) thread as `--producer-core` says: after
+/// the engine's workers have taken their cores.
+fn pin_producer(arg: &str) -> CliResult {
+    let core = match arg {
+        "none" => return Ok(()),
+        "auto" => match core_affinity::get_core_ids().unwrap_or_default().first() {
+            Some(c) => c.id,
+            None => return Ok(()),
+        },
+        n => n.parse::<usize>().map_err(|_| {
+            format!("--producer-core: expected a core number, auto or none, got {n:?}")
+        })?,
+    };
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        return Err(format!("--producer-core: cannot pin this thread to core {core}").into());
+    }
+    Ok(())
 }
 
 fn bench(a: BenchArgs) -> CliResult {
@@ -339,6 +370,7 @@ fn bench(a: BenchArgs) -> CliResult {
     let info = model.info();
     let rows_path = a
         .rows
+        .clone()
         .unwrap_or_else(|| dir.join("data").join("german_test.csv"));
     let rows = match &info.feature_names {
         Some(names) => read_features_by_name(&rows_path, names),
@@ -348,7 +380,7 @@ fn bench(a: BenchArgs) -> CliResult {
     let w = info.input_width;
     let mut scorer = model.scorer()?;
     let engine = match a.path {
-        PathArg::Ring => Some(tickscore::Engine::start(
+        PathArg::Ring | PathArg::Compare => Some(tickscore::Engine::start(
             &model,
             &tickscore::EngineConfig {
                 workers: a.workers,
@@ -365,6 +397,10 @@ fn bench(a: BenchArgs) -> CliResult {
         PathArg::Inline => None,
     };
     let shared_queue = a.shared_queue;
+    pin_producer(&a.producer_core)?;
+    if let (PathArg::Compare, Some(engine)) = (a.path, &engine) {
+        return bench_compare(&a, &name, engine, &mut scorer, &rows.values, w);
+    }
     fn target<'a>(
         engine: &'a Option<tickscore::Engine>,
         scorer: &'a mut tickscore::Scorer,
@@ -481,6 +517,131 @@ fn bench(a: BenchArgs) -> CliResult {
     let files = [
         write("hgrm", &loadgen::hgrm(h))?,
         write("svg", &loadgen::svg(&title, &[(path_name, h)]))?,
+        write("json", &json)?,
+    ];
+    if let Some(j) = &a.json {
+        std::fs::write(j, &json).map_err(|e| format!("{}: {e}", j.display()))?;
+    }
+    let listed: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    println!("wrote {}", listed.join(", "));
+    Ok(())
+}
+
+/// `tickscore bench --path compare`: the ring's added latency over inline,
+/// both paths in one open-loop run (alternating blocks) at one rate.
+fn bench_compare(
+    a: &BenchArgs,
+    name: &str,
+    engine: &tickscore::Engine,
+    scorer: &mut tickscore::Scorer,
+    rows: &[f32],
+    w: usize,
+) -> CliResult {
+    let rate = match a.rate {
+        Some(r) => r,
+        None => {
+            let cal = loadgen::run(
+                loadgen::Target::Ring {
+                    engine,
+                    in_flight: 256,
+                    shared_queue: false,
+                },
+                rows,
+                w,
+                loadgen::Pacing::Closed,
+                50_000,
+                |_| {},
+                |_| {},
+            );
+            let rate = (cal.throughput() * 0.5).max(1.0);
+            eprintln!(
+                "calibration: ring {:.0} req/s closed loop; open loop at 50%: {rate:.0} req/s",
+                cal.throughput()
+            );
+            rate
+        }
+    };
+    let per_path = a
+        .requests
+        .unwrap_or_else(|| (rate * a.duration.unwrap_or(10.0) / 2.0).ceil() as usize);
+    let (inline, ring) = loadgen::compare(scorer, engine, rows, w, rate, per_path, a.block);
+    println!(
+        "{name}: inline and ring alternating every {} requests, open loop at {rate:.0} req/s, {} + {} requests",
+        a.block, inline.requests, ring.requests
+    );
+    println!(
+        "{:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "", "p50", "p90", "p99", "p99.9", "p99.99", "max"
+    );
+    let quantiles = [0.5, 0.9, 0.99, 0.999, 0.9999];
+    let line = |label: &str, r: &loadgen::Run| {
+        let h = &r.histogram;
+        let mut cells: Vec<String> = quantiles
+            .iter()
+            .map(|&p| human_ns(h.value_at_quantile(p) as f64))
+            .collect();
+        cells.push(human_ns(h.max() as f64));
+        println!(
+            "{label:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            cells[0], cells[1], cells[2], cells[3], cells[4], cells[5]
+        );
+    };
+    line("inline", &inline);
+    line("ring", &ring);
+    let added: Vec<f64> = quantiles
+        .iter()
+        .map(|&p| {
+            ring.histogram.value_at_quantile(p) as f64
+                - inline.histogram.value_at_quantile(p) as f64
+        })
+        .collect();
+    let signed = |ns: f64| {
+        if ns < 0.0 {
+            format!("-{}", human_ns(-ns))
+        } else {
+            format!("+{}", human_ns(ns))
+        }
+    };
+    println!(
+        "{:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "added",
+        signed(added[0]),
+        signed(added[1]),
+        signed(added[2]),
+        signed(added[3]),
+        signed(added[4])
+    );
+    if inline.errors + ring.errors > 0 || ring.busy > 0 {
+        println!(
+            "errors {} inline, {} ring; busy (retried) {}",
+            inline.errors, ring.errors, ring.busy
+        );
+    }
+    let json = format!(
+        "{{\"model\":\"{name}\",\"path\":\"compare\",\"pacing\":\"open\",\"rate_per_s\":{rate},\"block\":{},\"inline\":{{{}}},\"ring\":{{{}}},\"added_p50_ns\":{},\"added_p99_ns\":{},\"added_p999_ns\":{}}}\n",
+        a.block,
+        inline.json_fields(),
+        ring.json_fields(),
+        added[0],
+        added[2],
+        added[3]
+    );
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let stem = a.out.join(format!("{name}-compare-open"));
+    let write = |ext: &str, text: &str| -> Result<PathBuf, String> {
+        let p = stem.with_extension(ext);
+        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+        Ok(p)
+    };
+    let title = format!("{name}, inline vs ring, open loop at {rate:.0}/s");
+    let files = [
+        write(
+            "svg",
+            &loadgen::svg(
+                &title,
+                &[("inline", &inline.histogram), ("ring", &ring.histogram)],
+            ),
+        )?,
         write("json", &json)?,
     ];
     if let Some(j) = &a.json {
