@@ -13,6 +13,7 @@ Writes (all committed; the Rust tests never run Python):
     models/data/german_test.csv          test-split features, header = feature names in model order
     models/data/german_test_labels.csv   test-split labels (bad = 1)
     models/data/german_test_nan.csv      the test split with ~1 value in 6 set to NaN (deterministic)
+    models/data/german_wide_test.csv     the same rows in the 119-feature encoding (+ _nan variant)
     models/<name>/model.onnx             the model
     models/<name>/reference.csv          score per test row, recorded from onnxruntime
                                          (P(bad) for classifiers, the prediction for regressors)
@@ -25,6 +26,15 @@ Writes (all committed; the Rust tests never run Python):
 Every model reads its features by name (metadata `tickscore.feature_names`)
 from the columns of german_test.csv: the classifiers read all 61, the
 regressor the 60 other than the one it predicts.
+
+One model is wider: german_wide_xgboost reads 119 features (the row width
+the runtime's latency targets are stated for) from models/data/german_wide_test.csv:
+the 61 above, then a feature-engineered block computed from the 7 numeric
+attributes (see wide_features): for duration_in_month, credit_amount and
+age_in_years, 10
+decile-bin indicators each (cut points from the training split) = 30; the
+21 pairwise products of the 7 numeric attributes; and ln(1 + x) of each = 7.
+61 + 30 + 21 + 7 = 119.
 
 Feature encoding (stable, documented): the 20 attributes in the CSV's column
 order; a numeric attribute is one feature with its raw value; a categorical
@@ -41,7 +51,14 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
+# OpenBLAS picks its kernels by CPU: on an Intel Xeon its AVX-512 kernels
+# trained a logistic regression and MLP that differ in the last bits from
+# the ones an AMD EPYC (Haswell kernels) trained. Fix the kernel family so
+# that every x86-64 machine rebuilds the same bytes (must be set before numpy
+# loads OpenBLAS).
+os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
+
+import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "german_credit.csv"
@@ -53,7 +70,14 @@ ML_OPSET = 3
 # onnxmltools 1.16 converts LightGBM and XGBoost up to opset 15 only.
 TREE_CORE_OPSET = 15
 REGRESSION_TARGET = "credit_amount"
-TREE_MODELS = ("german_lightgbm", "german_xgboost", "german_forest", "german_gboost", "german_amount_lgbm")
+TREE_MODELS = (
+    "german_lightgbm",
+    "german_xgboost",
+    "german_forest",
+    "german_gboost",
+    "german_amount_lgbm",
+    "german_wide_xgboost",
+)
 
 
 def load_dataset():
@@ -269,6 +293,59 @@ def build_regressor(x_train, names):
     return onx, keep, target
 
 
+WIDE_BINNED = ("duration_in_month", "credit_amount", "age_in_years")
+
+
+def wide_features(x: np.ndarray, names: list[str], x_train: np.ndarray):
+    """The 119-feature encoding (see the module doc); cut points from x_train."""
+    numeric = [j for j, n in enumerate(names) if "=" not in n]
+    assert len(numeric) == 7, numeric
+    cols = [x]
+    wide_names = list(names)
+    for attr in WIDE_BINNED:
+        j = names.index(attr)
+        cuts = np.quantile(x_train[:, j].astype(np.float64), np.arange(1, 10) / 10)
+        b = np.searchsorted(cuts, x[:, j].astype(np.float64), side="left")
+        onehot = np.zeros((len(x), 10), dtype=np.float32)
+        onehot[np.arange(len(x)), b] = 1.0
+        cols.append(onehot)
+        wide_names.extend(f"{attr}:decile{k}" for k in range(10))
+    for a in range(len(numeric)):
+        for c in range(a + 1, len(numeric)):
+            ja, jc = numeric[a], numeric[c]
+            cols.append((x[:, ja] * x[:, jc]).astype(np.float32)[:, None])
+            wide_names.append(f"{names[ja]}*{names[jc]}")
+    for j in numeric:
+        cols.append(np.log1p(x[:, j].astype(np.float64)).astype(np.float32)[:, None])
+        wide_names.append(f"ln1p({names[j]})")
+    wide = np.hstack(cols).astype(np.float32)
+    assert wide.shape[1] == 119 == len(wide_names), wide.shape
+    return wide, wide_names
+
+
+def build_wide_model(x_train, y_train, width):
+    import xgboost as xgb
+    from onnxmltools import convert_xgboost
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    xg = xgb.XGBClassifier(
+        n_estimators=100,
+        max_depth=4,
+        learning_rate=0.1,
+        subsample=0.8,
+        colsample_bytree=0.8,
+        tree_method="exact",
+        random_state=SEED % 2**31,
+        n_jobs=1,
+    )
+    xg.fit(x_train, y_train)
+    return convert_xgboost(
+        xg,
+        initial_types=[("input", FloatTensorType([None, width]))],
+        target_opset=TREE_CORE_OPSET,
+    )
+
+
 def with_nans(x: np.ndarray) -> np.ndarray:
     """Deterministically set about one value in six to NaN."""
     out = x.copy()
@@ -381,9 +458,28 @@ def main() -> None:
     reg, keep, target = build_regressor(x_train, names)
     specs["german_amount_lgbm"] = (reg, "lightgbm regressor 200 trees", keep, "ln(credit_amount)", target)
 
+    # The 119-feature model, with its own test file (same rows, wider encoding).
+    x_wide_train, wide_names = wide_features(x_train, names, x_train)
+    x_wide_test, _ = wide_features(x_test, names, x_train)
+    x_wide_test_nan = with_nans(x_wide_test)
+    write_csv(data_dir / "german_wide_test.csv", wide_names, ([fmt(v) for v in row] for row in x_wide_test))
+    write_csv(
+        data_dir / "german_wide_test_nan.csv", wide_names, ([fmt(v) for v in row] for row in x_wide_test_nan)
+    )
+    specs["german_wide_xgboost"] = (
+        build_wide_model(x_wide_train, y_train, len(wide_names)),
+        "xgboost 100 trees depth 4, 119 features",
+        list(range(len(wide_names))),
+        "P(bad): probabilities column 1",
+        None,
+    )
+    # name -> (test features, the same with NaNs, feature names) where not the 61 columns
+    matrices = {"german_wide_xgboost": (x_wide_test, x_wide_test_nan, wide_names)}
+
     metrics = {}
     for name, (model, kind, cols, score, target) in specs.items():
-        model = canonicalise(model, [names[j] for j in cols], kind, score)
+        xt, xt_nan, nm = matrices.get(name, (x_test, x_test_nan, names))
+        model = canonicalise(model, [nm[j] for j in cols], kind, score)
         onnx.checker.check_model(model)
         out_dir = HERE / name
         out_dir.mkdir(exist_ok=True)
@@ -394,11 +490,11 @@ def main() -> None:
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        p = predict(session, x_test[:, cols])
+        p = predict(session, xt[:, cols])
         header = ["p_bad"] if target is None else ["score"]
         write_csv(out_dir / "reference.csv", header, ([fmt(v)] for v in p))
         if name in TREE_MODELS:
-            p_nan = predict(session, x_test_nan[:, cols])
+            p_nan = predict(session, xt_nan[:, cols])
             write_csv(out_dir / "reference_nan.csv", header, ([fmt(v)] for v in p_nan))
             # Population stability of the scores when ~1 value in 6 goes missing.
             psi_nan = psi(p.astype(np.float64), p_nan.astype(np.float64))

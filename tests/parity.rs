@@ -92,7 +92,7 @@ fn tree_models_match_onnxruntime_on_rows_with_nan() {
         assert!(d <= TOLERANCE, "{name}: NaN rows vs onnxruntime {d}");
         checked += 1;
     }
-    assert_eq!(checked, 5, "every tree model has NaN references");
+    assert_eq!(checked, 6, "every tree model has NaN references");
 }
 
 #[test]
@@ -102,6 +102,7 @@ fn every_bundled_model_runs_on_the_lowered_tier() {
         "german_mlp",
         "german_lightgbm",
         "german_xgboost",
+        "german_wide_xgboost",
     ] {
         let model = load(name, TierChoice::Auto);
         assert!(

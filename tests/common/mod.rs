@@ -34,21 +34,28 @@ pub fn model_path(name: &str) -> PathBuf {
 
 /// The test split, as the model's features (selected by name).
 pub fn test_rows(model: &Model) -> FeatureRows {
-    rows_from(model, "data/german_test.csv")
+    rows_from(model, "")
 }
 
 /// The test split with NaNs injected, as the model's features.
 pub fn nan_rows(model: &Model) -> FeatureRows {
-    rows_from(model, "data/german_test_nan.csv")
+    rows_from(model, "_nan")
 }
 
-fn rows_from(model: &Model, file: &str) -> FeatureRows {
+/// `data/german_test{suffix}.csv`, or for the 119-feature model (whose
+/// features are not all there) `data/german_wide_test{suffix}.csv`.
+fn rows_from(model: &Model, suffix: &str) -> FeatureRows {
     let names = model
         .info()
         .feature_names
         .as_ref()
         .expect("bundled models name their features");
-    read_features_by_name(&models_dir().join(file), names).expect("test rows read")
+    let data = models_dir().join("data");
+    read_features_by_name(&data.join(format!("german_test{suffix}.csv")), names)
+        .or_else(|_| {
+            read_features_by_name(&data.join(format!("german_wide_test{suffix}.csv")), names)
+        })
+        .expect("test rows read")
 }
 
 /// onnxruntime's scores on the NaN rows, for the models that have them.
