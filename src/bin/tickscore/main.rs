@@ -371,7 +371,7 @@ fn bench(a: BenchArgs) -> CliResult {
     let rows_path = a
         .rows
         .clone()
-        .unwrap_or_else(|| dir.join("data").join("german_test.csv"));
+        .unwrap_or_else(|| test_split_for(&dir.join("data"), info));
     let rows = match &info.feature_names {
         Some(names) => read_features_by_name(&rows_path, names),
         None => read_features_file(&rows_path, info.input_width, None),
@@ -809,6 +809,25 @@ fn inspect(path: &Path) -> CliResult {
     Ok(())
 }
 
+/// The bundled test split a model reads: `german_test.csv` (61 features),
+/// or the same rows in the 119-feature encoding, `german_wide_test.csv`,
+/// for a model whose features are not all in the first (see
+/// `models/make_models.py`).
+fn test_split_for(data: &Path, info: &tickscore::ModelInfo) -> PathBuf {
+    let narrow = data.join("german_test.csv");
+    let wide = data.join("german_wide_test.csv");
+    let fits = |path: &Path| {
+        info.feature_names
+            .as_ref()
+            .is_some_and(|names| read_features_by_name(path, names).is_ok())
+    };
+    if !fits(&narrow) && fits(&wide) {
+        wide
+    } else {
+        narrow
+    }
+}
+
 /// Locate the bundled models: `./models`, else the source tree's.
 fn models_dir(arg: Option<PathBuf>) -> PathBuf {
     arg.unwrap_or_else(|| {
@@ -891,7 +910,7 @@ fn run_model(
 ) -> Result<String, Box<dyn std::error::Error>> {
     let model = Model::load(dir.join(name).join("model.onnx"), &LoadOptions::default())?;
     let info = model.info();
-    let test = data.join("german_test.csv");
+    let test = test_split_for(data, info);
     // Each model reads its own features (by name) from the test split.
     let rows = match &info.feature_names {
         Some(names) => read_features_by_name(&test, names)?,
