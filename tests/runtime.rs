@@ -111,9 +111,11 @@ fn stress(workers: usize, per_producer: usize, lanes: [bool; 2]) {
     let expected = inline_scores(&model, &rows);
     let config = EngineConfig {
         workers,
-        // Two producers keep up to 64 in flight: a 40-deep queue makes them
-        // meet Busy, so accepted + busy = submitted is tested for real.
+        // Two producers keep up to 32 in flight each: a 40-deep shared
+        // queue and 16-deep lanes make them meet Busy, so accepted + busy =
+        // submitted is tested for real.
         queue_depth: 40,
+        lane_depth: 16,
         idle: IdleStrategy::SpinThenPark(Duration::from_micros(20)),
         ..EngineConfig::default()
     };
@@ -276,6 +278,138 @@ fn a_full_queue_refuses_at_once_and_counts_exactly() {
     }
     let c = engine.snapshot().counters;
     assert_eq!((c.accepted, c.busy, c.completed, c.scored), (4, 2, 4, 4));
+}
+
+#[test]
+fn a_full_lane_refuses_at_once_and_counts_exactly() {
+    let model = model("german_logreg");
+    let rows = common::test_rows(&model);
+    let expected = inline_scores(&model, &rows);
+    let engine = Engine::start(
+        &model,
+        &EngineConfig {
+            workers: 1,
+            lane_depth: 4,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    let gate = Arc::new(AtomicBool::new(false));
+    engine.set_fault_injection(gated(&gate));
+    let mut producer = engine.register_producer().unwrap();
+    let tickets: Vec<Ticket<'_>> = (0..4)
+        .map(|i| producer.submit(rows.row(i)).expect("room for 4"))
+        .collect();
+    // The worker holds the first; the lane's 4 places are all in flight.
+    let t0 = std::time::Instant::now();
+    assert_eq!(producer.submit(rows.row(5)).unwrap_err(), SubmitError::Busy);
+    assert_eq!(producer.submit(rows.row(6)).unwrap_err(), SubmitError::Busy);
+    assert!(
+        t0.elapsed() < Duration::from_millis(50),
+        "Busy is returned at once"
+    );
+    // The shared queue is another path: still open.
+    let shared = engine
+        .submit(rows.row(7))
+        .expect("the shared queue has room");
+    gate.store(true, Ordering::Release);
+    let mut out = [0f32];
+    for (i, t) in tickets.into_iter().enumerate() {
+        engine.wait(t, &mut out).unwrap();
+        assert_eq!(out[0], expected[i]);
+    }
+    engine.wait(shared, &mut out).unwrap();
+    assert_eq!(out[0], expected[7]);
+    // Places are free again once their results are taken: 4 more fit.
+    let again: Vec<Ticket<'_>> = (8..12)
+        .map(|i| producer.submit(rows.row(i)).expect("room again"))
+        .collect();
+    for (i, t) in (8..12).zip(again) {
+        engine.wait(t, &mut out).unwrap();
+        assert_eq!(out[0], expected[i]);
+    }
+    let c = engine.snapshot().counters;
+    assert_eq!((c.accepted, c.busy, c.completed, c.scored), (9, 2, 9, 9));
+}
+
+#[test]
+fn producers_are_limited_and_their_lanes_reused() {
+    let model = model("german_logreg");
+    let rows = common::test_rows(&model);
+    let expected = inline_scores(&model, &rows);
+    let engine = Engine::start(
+        &model,
+        &EngineConfig {
+            workers: 2,
+            max_producers: 2,
+            lane_depth: 8,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    let mut out = [0f32];
+    let mut a = engine.register_producer().unwrap();
+    let b = engine.register_producer().unwrap();
+    assert_eq!(
+        engine.register_producer().unwrap_err(),
+        SubmitError::Busy,
+        "max_producers lanes in use"
+    );
+    // A ticket of a dropped producer stays valid, and keeps its lane's
+    // places from being handed to a new producer until it is taken.
+    let held = a.submit(rows.row(3)).unwrap();
+    drop(a);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // The worker lets the closed lane go; the region still has a ticket out.
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(engine.register_producer().unwrap_err(), SubmitError::Busy);
+    engine.wait(held, &mut out).unwrap();
+    assert_eq!(out[0], expected[3]);
+    let mut c = loop {
+        match engine.register_producer() {
+            Ok(p) => break p,
+            Err(SubmitError::Busy) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => panic!("the dropped producer's lane never came back: {e}"),
+        }
+    };
+    for (i, want) in expected.iter().enumerate().take(100) {
+        let t = c.submit(rows.row(i)).unwrap();
+        engine.wait(t, &mut out).unwrap();
+        assert_eq!(out[0], *want, "row {i} through the reused lane");
+    }
+    drop(b);
+}
+
+#[test]
+fn lane_requests_past_their_deadline_are_not_scored() {
+    let model = model("german_logreg");
+    let rows = common::test_rows(&model);
+    let engine = Engine::start(&model, &EngineConfig::default()).unwrap();
+    let gate = Arc::new(AtomicBool::new(false));
+    engine.set_fault_injection(gated(&gate));
+    let mut producer = engine.register_producer().unwrap();
+    let first = producer.submit(rows.row(0)).unwrap();
+    std::thread::sleep(Duration::from_millis(5)); // the worker now holds `first`
+    let late = producer
+        .submit_with_deadline(rows.row(1), Some(Duration::from_millis(1)))
+        .unwrap();
+    let patient = producer
+        .submit_with_deadline(rows.row(2), Some(Duration::from_secs(60)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    gate.store(true, Ordering::Release);
+    let mut out = [0f32];
+    assert!(engine.wait(first, &mut out).is_ok());
+    assert_eq!(
+        engine.wait(late, &mut out),
+        Err(RequestError::DeadlineExceeded)
+    );
+    let times = engine.wait(patient, &mut out).unwrap();
+    assert!(times.queue_wait_ns >= 20_000_000, "{times:?}");
+    let c = engine.snapshot().counters;
+    assert_eq!((c.completed, c.scored, c.deadline_exceeded), (3, 2, 1));
 }
 
 #[test]

@@ -391,6 +391,11 @@ struct LineageState {
 pub(crate) struct Lineage {
     name: String,
     current: ArcSwap<ModelVersion>,
+    /// Bumped after every store to `current`: a scorer that sees the same
+    /// value as at its last look skips the `arc-swap` load (whose
+    /// read-modify-write would make the CPU drain its store buffer on
+    /// every call).
+    publications: std::sync::atomic::AtomicU64,
     keep_warm: usize,
     state: Mutex<LineageState>,
 }
@@ -402,6 +407,20 @@ impl Lineage {
 
     pub(crate) fn keep_warm(&self) -> usize {
         self.keep_warm
+    }
+
+    /// How many times `current` has been replaced (acquire: a changed
+    /// value means the new pointer is visible to a following load).
+    #[inline]
+    pub(crate) fn publications(&self) -> u64 {
+        self.publications.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Serve `v`: the swap, then the count scorers poll.
+    fn set_current(&self, v: Arc<ModelVersion>) {
+        self.current.store(v);
+        self.publications
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     /// `version`, if it is loaded (warm).
@@ -426,6 +445,7 @@ impl Deployment {
         Deployment {
             lineage: Arc::new(Lineage {
                 name: version.name().to_owned(),
+                publications: std::sync::atomic::AtomicU64::new(0),
                 current: ArcSwap::new(version),
                 keep_warm: 1,
                 state: Mutex::new(LineageState::default()),
@@ -728,11 +748,12 @@ impl Registry {
                 state.history = history;
                 // The swap: readers see the old or the new version, never a
                 // mix, and never wait.
-                l.current.store(v.clone());
+                l.set_current(v.clone());
             }
             None => {
                 let l = Arc::new(Lineage {
                     name: name.to_owned(),
+                    publications: std::sync::atomic::AtomicU64::new(0),
                     current: ArcSwap::new(v.clone()),
                     keep_warm: self.options.keep_warm,
                     state: Mutex::new(LineageState {
@@ -794,7 +815,7 @@ impl Registry {
         let mut state = lineage.state.lock();
         state.history = history;
         promote(&mut state.warm, &v, self.options.keep_warm);
-        lineage.current.store(v.clone());
+        lineage.set_current(v.clone());
         Ok(v)
     }
 

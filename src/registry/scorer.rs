@@ -1,7 +1,8 @@
 //! A thread-owned scorer that follows a deployment's publications.
 //!
-//! Each call reads the deployment's pointer (an `arc-swap` load: no lock,
-//! no allocation), and scores on the version it read; the result says
+//! Each call reads the deployment's publication count (one plain load) and,
+//! only when it changed, the pointer (an `arc-swap` load: no lock, no
+//! allocation), and scores on the version it read; the result says
 //! which version that was. The scorer keeps per-version state (arena or
 //! tract state) for the versions the registry keeps warm, so swapping back
 //! and forth allocates only the first time a version is seen on this
@@ -25,6 +26,8 @@ pub struct VersionedScorer {
     cache: Vec<(Arc<ModelVersion>, Scorer)>,
     cache_cap: usize,
     switch_failures: u64,
+    /// The lineage's publication count at the last look.
+    seen: u64,
 }
 
 impl std::fmt::Debug for VersionedScorer {
@@ -39,12 +42,14 @@ impl std::fmt::Debug for VersionedScorer {
 
 impl VersionedScorer {
     pub(crate) fn following(lineage: Arc<Lineage>) -> Result<VersionedScorer, LoadError> {
+        let seen = lineage.publications();
         let active = lineage.current().load_full();
         let cache_cap = lineage.keep_warm();
         let mut s = VersionedScorer::pinned(active)?;
         s.cache = Vec::with_capacity(cache_cap + 1);
         s.cache_cap = cache_cap;
         s.lineage = Some(lineage);
+        s.seen = seen;
         Ok(s)
     }
 
@@ -57,6 +62,7 @@ impl VersionedScorer {
             cache: Vec::new(),
             cache_cap: 0,
             switch_failures: 0,
+            seen: 0,
         })
     }
 
@@ -125,6 +131,14 @@ impl VersionedScorer {
         let Some(lineage) = &self.lineage else {
             return;
         };
+        // Nothing published since the last look: one plain load.
+        let publications = lineage.publications();
+        if publications == self.seen {
+            return;
+        }
+        // Read before the pointer: a publication racing with this look is
+        // seen (again) at the next call.
+        self.seen = publications;
         let current = lineage.current().load();
         if Arc::ptr_eq(&current, &self.active) {
             return;
@@ -142,7 +156,9 @@ impl VersionedScorer {
                 Ok(s) => s,
                 Err(_) => {
                     // Keep scoring the version we have; results say which.
+                    // Try again at the next call.
                     self.switch_failures += 1;
+                    self.seen = self.seen.wrapping_sub(1);
                     return;
                 }
             },

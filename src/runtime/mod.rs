@@ -3,9 +3,19 @@
 //! completion slots the caller polls or waits on.
 //!
 //! ```text
-//! submit(row) ─► free slot ◄─ row copied in ─► queue (slot index) ─► pinned worker ─► Scorer
-//!     └─► Ticket ─► poll / wait (spin, then futex) ◄─ scores + stage times ◄─┘
+//! Producer::submit(row) ─► its lane's next request slot (row, then header tag) ─┐
+//! Engine::submit(row) ─► free slot ◄─ row ─► shared queue (slot index) ──────────┤
+//!                                                                  pinned worker ─► Scorer
+//!     Ticket ─► poll / wait (spin, then futex) ◄─ completion slot: scores + stage times ◄─┘
 //! ```
+//!
+//! Two ways in: a registered [`Producer`] (a trading thread) writes into its
+//! own lane, a disruptor-style ring whose slots the worker polls directly
+//! (`lane.rs`); unregistered callers share a bounded MPMC queue of slot
+//! indices. The hot path of a lane submit takes no read-modify-write after
+//! the row is written (counters have one writer; the wake-up check pairs a
+//! compiler fence with a `membarrier` on the sleeping side, `sync.rs`), so
+//! the submit does not wait for the row's cache lines to leave its core.
 //!
 //! What it must never do: block a submitter (a full queue or no free slot
 //! returns [`SubmitError::Busy`] at once, the row still the caller's),
@@ -15,13 +25,16 @@
 //! completes exactly once, also across shutdown), or let a model's panic
 //! kill a worker.
 
+mod clock;
+mod lane;
 mod slot;
+mod sync;
 mod worker;
 
-use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
@@ -33,6 +46,7 @@ use crate::registry::Deployment;
 use crate::telemetry::LatencySummary;
 pub use slot::{RequestError, StageTimes};
 
+use lane::Lane;
 use slot::{Rows, Slot, ABANDONED, DONE, FREE, PARKED, PENDING, TAKING};
 
 /// What an idle worker does.
@@ -73,9 +87,16 @@ pub struct EngineConfig {
     /// here, or they would share its core. An empty list leaves workers
     /// unpinned.
     pub cores: Option<Vec<usize>>,
-    /// Requests the queue holds (default 1024); also the number of
-    /// completion slots, so at most this many are in flight.
+    /// Requests the shared queue holds (default 1024); also the number of
+    /// its completion slots, so at most this many are in flight through it.
     pub queue_depth: usize,
+    /// Most producers registered at once ([`Engine::register_producer`];
+    /// default 8). Each has its own lane of `lane_depth` requests, made at
+    /// start.
+    pub max_producers: usize,
+    /// Requests in flight per registered producer (default 256; rounded
+    /// up to a power of two).
+    pub lane_depth: usize,
     /// Idle behaviour (default: spin 50 µs, then park).
     pub idle: IdleStrategy,
     /// Longest queue wait before a request is failed with
@@ -93,6 +114,8 @@ impl std::fmt::Debug for EngineConfig {
             .field("workers", &self.workers)
             .field("cores", &self.cores)
             .field("queue_depth", &self.queue_depth)
+            .field("max_producers", &self.max_producers)
+            .field("lane_depth", &self.lane_depth)
             .field("idle", &self.idle)
             .field("default_deadline", &self.default_deadline)
             .field("on_complete", &self.on_complete.is_some())
@@ -106,6 +129,8 @@ impl Default for EngineConfig {
             workers: 1,
             cores: None,
             queue_depth: 1024,
+            max_producers: 8,
+            lane_depth: 256,
             idle: IdleStrategy::SpinThenPark(Duration::from_micros(50)),
             default_deadline: None,
             on_complete: None,
@@ -220,6 +245,22 @@ pub(crate) struct WorkerStats {
     pub hist: Mutex<StageHistograms>,
 }
 
+/// What one lane region's producer counts. Only that producer writes
+/// these (plain load and store, no read-modify-write: a locked instruction
+/// after the row is written would wait for its cache lines to leave).
+pub(crate) struct LaneStats {
+    /// A submit is between its `accepting` check and its publication.
+    pub submitting: AtomicBool,
+    pub accepted: AtomicU64,
+    pub busy: AtomicU64,
+}
+
+/// `counter += 1` for a counter with one writer.
+#[inline]
+fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
 pub(crate) struct Shared {
     /// What the workers score: follows the registry's publications.
     pub deployment: Deployment,
@@ -227,10 +268,20 @@ pub(crate) struct Shared {
     pub score_width: usize,
     pub queue: ArrayQueue<u32>,
     pub free: ArrayQueue<u32>,
+    /// Completion slots: `queue_depth` for the shared queue, then
+    /// `lane_depth` for each of `max_producers` lane regions.
     pub slots: Box<[CachePadded<Slot>]>,
-    /// Each slot's row (apart from the slot: see [`Rows`]).
+    /// Shared-queue slots (the first `queue_depth` of `slots`).
+    pub queue_depth: usize,
+    pub lane_depth: usize,
+    /// Lane regions of `slots` in use by a live lane.
+    pub regions: Box<[AtomicBool]>,
+    /// Per lane region: its producers' counters and submit flag.
+    pub lane_stats: Box<[CachePadded<LaneStats>]>,
+    /// Each shared-queue slot's row (apart from the slot: see [`Rows`]).
     pub rows: Rows,
-    pub epoch: Instant,
+    /// Stage times and deadlines (ns since start).
+    pub clock: clock::Clock,
     pub default_deadline_ns: u64,
     pub idle: IdleStrategy,
     /// Requests submitted but not yet pushed (shutdown waits for 0).
@@ -245,7 +296,10 @@ pub(crate) struct Shared {
     pub busy: CachePadded<AtomicU64>,
     pub stats: Box<[CachePadded<WorkerStats>]>,
     /// Lanes registered for each worker and not yet adopted by it.
-    pub new_lanes: Box<[crossbeam_queue::SegQueue<rtrb::Consumer<u32>>]>,
+    pub new_lanes: Box<[crossbeam_queue::SegQueue<Arc<Lane>>]>,
+    /// Producers dropped so far (workers let their closed lanes go when
+    /// this changes).
+    pub lanes_closed: CachePadded<AtomicU64>,
     /// Producers registered so far (lanes go to workers round-robin).
     pub lanes_registered: AtomicU64,
     /// Test hook: runs on the worker before scoring (e.g. to inject a panic).
@@ -259,8 +313,9 @@ pub(crate) struct Shared {
 pub type FaultHook = Arc<dyn Fn(&[f32]) + Send + Sync>;
 
 impl Shared {
+    #[inline]
     pub fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        self.clock.now_ns()
     }
 
     /// Take a free slot and fill it with a request (state PENDING).
@@ -285,13 +340,34 @@ impl Shared {
         Ok(ix)
     }
 
+    /// Take lane region `r` if no live lane uses it and every one of its
+    /// completion slots is free (no ticket of a former lane outstanding).
+    fn claim_region(&self, r: usize) -> bool {
+        if self.regions[r]
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        let base = self.queue_depth + r * self.lane_depth;
+        let free = self.slots[base..base + self.lane_depth]
+            .iter()
+            .all(|c| c.state.load(Ordering::Acquire) == FREE);
+        if !free {
+            self.regions[r].store(false, Ordering::Release);
+        }
+        free
+    }
+
     /// Wake sleeping workers after queueing: one for the shared queue, all
     /// for a lane (only its own worker can take it).
     #[inline]
     fn wake(&self, all: bool) {
-        // Pairs with the fence in `worker::sleep`: either the worker sees the
-        // request, or we see it sleeping and wake it.
-        fence(Ordering::SeqCst);
+        // Pairs with the heavy fence in `worker::sleep`: either the worker
+        // sees the request, or we see it sleeping and wake it. Light: a
+        // full fence here would wait for the row's cache lines to reach the
+        // worker's core before the submit could return.
+        sync::light_fence();
         if self.sleepers.load(Ordering::Relaxed) > 0 {
             self.wake_epoch.fetch_add(1, Ordering::Release);
             if all {
@@ -302,11 +378,14 @@ impl Shared {
         }
     }
 
-    /// Return a slot to the free list.
+    /// Return a slot: to the free list (shared-queue slots), or to its lane
+    /// (which reuses it once it sees it `FREE`).
     pub(crate) fn release(&self, ix: u32) {
         self.slots[ix as usize].state.store(FREE, Ordering::Release);
-        // Cannot fail: there are exactly as many slots as free-list places.
-        let _ = self.free.push(ix);
+        if (ix as usize) < self.queue_depth {
+            // Cannot fail: there are exactly as many slots as free-list places.
+            let _ = self.free.push(ix);
+        }
     }
 }
 
@@ -348,30 +427,36 @@ impl TicketId {
 #[error("unknown, stale or already-taken ticket")]
 pub struct UnknownTicket;
 
-/// A registered producer: submits through its own SPSC lane to one worker
-/// (see [`Engine::register_producer`]). `Send`, not `Sync`: one thread
-/// submits through it. Dropping it closes the lane; requests already in it
-/// are still scored.
+/// A registered producer: submits through its own lane to one worker (see
+/// [`Engine::register_producer`]). `Send`, not `Sync`: one thread submits
+/// through it. Dropping it closes the lane; requests already in it are
+/// still scored, and their tickets stay valid.
 pub struct Producer<'e> {
     engine: &'e Engine,
-    lane: rtrb::Producer<u32>,
+    lane: Arc<Lane>,
+    /// Sequence number of the next request.
+    next: u64,
 }
 
 impl std::fmt::Debug for Producer<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Producer").finish_non_exhaustive()
+        f.debug_struct("Producer")
+            .field("submitted", &self.next)
+            .finish_non_exhaustive()
     }
 }
 
 impl<'e> Producer<'e> {
     /// Queue `row` on this producer's lane with the default deadline.
-    /// Never blocks; `Busy` when no slot is free (the row stays yours).
+    /// Never blocks; `Busy` when the lane is full (the row stays yours).
     #[inline]
     pub fn submit(&mut self, row: &[f32]) -> Result<Ticket<'e>, SubmitError> {
         self.submit_with_deadline(row, None)
     }
 
-    /// Queue `row` with its own queue-wait deadline. Never blocks.
+    /// Queue `row` with its own queue-wait deadline. Never blocks. The lane
+    /// is full (`Busy`) when the request `lane_depth` submissions ago is
+    /// still in flight (not yet scored, or its result not yet taken).
     pub fn submit_with_deadline(
         &mut self,
         row: &[f32],
@@ -385,21 +470,46 @@ impl<'e> Producer<'e> {
                 got: row.len(),
             });
         }
-        let lane = &mut self.lane;
-        let slot = engine.counted(1, || {
-            if !s.accepting.load(Ordering::SeqCst) {
-                return Err(SubmitError::ShutDown);
-            }
-            let ix = s.prepare(row, deadline, 0)?;
-            if lane.push(ix).is_err() {
-                // Unreachable: the lane holds as many entries as there are slots.
-                s.release(ix);
-                return Err(SubmitError::Busy);
-            }
-            s.wake(true);
-            Ok(ix)
-        })?;
+        let (lane, seq) = (&*self.lane, self.next);
+        let stats = &s.lane_stats[lane.region];
+        // Announce the submit, then check for shutdown (pairs with the
+        // heavy fence in `Engine::shutdown`).
+        stats.submitting.store(true, Ordering::Relaxed);
+        sync::light_fence();
+        if !s.accepting.load(Ordering::SeqCst) {
+            stats.submitting.store(false, Ordering::Release);
+            return Err(SubmitError::ShutDown);
+        }
+        let ix = lane.completion_slot(seq);
+        let c = &s.slots[ix as usize];
+        // The previous request in this place is done and its result taken.
+        if c.state.load(Ordering::Acquire) != FREE {
+            stats.submitting.store(false, Ordering::Release);
+            bump(&stats.busy);
+            return Err(SubmitError::Busy);
+        }
+        c.state.store(PENDING, Ordering::Relaxed);
+        let deadline = deadline.map_or(s.default_deadline_ns, |d| d.as_nanos() as u64);
+        lane.write(seq, row, s.now_ns(), deadline);
+        // Published: shutdown may now rely on the worker seeing it.
+        stats.submitting.store(false, Ordering::Release);
+        bump(&stats.accepted);
+        s.wake(true);
+        let slot = ix;
+        self.next += 1;
         Ok(Ticket { engine, slot })
+    }
+}
+
+impl Drop for Producer<'_> {
+    fn drop(&mut self) {
+        self.lane.close();
+        self.engine
+            .shared
+            .lanes_closed
+            .fetch_add(1, Ordering::AcqRel);
+        // A sleeping worker notices the closed lane and lets it go.
+        self.engine.shared.wake(true);
     }
 }
 
@@ -455,22 +565,46 @@ impl Engine {
         };
         let current = deployment.current();
         let info = current.model().info();
+        sync::init_asymmetric_fence();
         let depth = config.queue_depth;
         let free = ArrayQueue::new(depth);
         for i in 0..depth as u32 {
             let _ = free.push(i);
         }
+        let regions = config.max_producers;
+        // A power of two: a lane finds a request's place with a mask.
+        let lane_depth = config.lane_depth.max(1).next_power_of_two();
+        let total = depth
+            .checked_add(regions.saturating_mul(lane_depth))
+            .filter(|&t| t <= u32::MAX as usize / 2)
+            .ok_or_else(|| {
+                EngineError::Config(format!(
+                    "queue_depth + max_producers × lane_depth must stay below 2^31 (got {depth} + {regions} × {lane_depth})"
+                ))
+            })?;
         let shared = Arc::new(Shared {
             deployment: deployment.clone(),
             width: info.input_width,
             score_width: info.score_width,
             queue: ArrayQueue::new(depth),
             free,
-            slots: (0..depth)
+            slots: (0..total)
                 .map(|_| CachePadded::new(Slot::new(info.score_width)))
                 .collect(),
+            queue_depth: depth,
+            lane_depth,
+            regions: (0..regions).map(|_| AtomicBool::new(false)).collect(),
+            lane_stats: (0..regions)
+                .map(|_| {
+                    CachePadded::new(LaneStats {
+                        submitting: AtomicBool::new(false),
+                        accepted: AtomicU64::new(0),
+                        busy: AtomicU64::new(0),
+                    })
+                })
+                .collect(),
             rows: Rows::new(depth, info.input_width),
-            epoch: Instant::now(),
+            clock: clock::Clock::start(),
             default_deadline_ns: config.default_deadline.map_or(0, |d| d.as_nanos() as u64),
             idle: config.idle,
             submitting: CachePadded::new(AtomicU64::new(0)),
@@ -496,6 +630,7 @@ impl Engine {
                 .map(|_| crossbeam_queue::SegQueue::new())
                 .collect(),
             lanes_registered: AtomicU64::new(0),
+            lanes_closed: CachePadded::new(AtomicU64::new(0)),
             fault: OnceLock::new(),
             on_complete: config.on_complete.clone(),
         });
@@ -617,24 +752,36 @@ impl Engine {
     }
 
     /// Register a producer: a handle with its own single-producer,
-    /// single-consumer lane (`rtrb`) to one worker, for a thread that
-    /// submits often (a trading thread registers once at start). Cheaper per
-    /// request than the shared queue (`benches/ring.rs`); same slots,
-    /// tickets, deadlines, counters and shutdown guarantees. Lanes are
-    /// spread over the workers round-robin. Control plane: allocates the
-    /// lane. Fails once shutdown has begun.
+    /// single-consumer lane to one worker, for a thread that submits often
+    /// (a trading thread registers once at start). The lane's request
+    /// slots belong to the producer and the worker polls them directly
+    /// (see `runtime/lane.rs`), which is cheaper per request than the
+    /// shared queue (`benches/ring.rs`); same tickets, deadlines, counters
+    /// and shutdown guarantees. Lanes are spread over the workers
+    /// round-robin. Control plane: allocates the lane. `Busy` when
+    /// `max_producers` lanes are in use (a dropped producer's lane is
+    /// reusable once its worker has let it go and its tickets are taken);
+    /// `ShutDown` once shutdown has begun.
     pub fn register_producer(&self) -> Result<Producer<'_>, SubmitError> {
         let s = &*self.shared;
         if !s.accepting.load(Ordering::SeqCst) {
             return Err(SubmitError::ShutDown);
         }
-        let (lane, consumer) = rtrb::RingBuffer::new(s.slots.len());
+        let region = (0..s.regions.len())
+            .find(|&r| s.claim_region(r))
+            .ok_or(SubmitError::Busy)?;
+        let base = (s.queue_depth + region * s.lane_depth) as u32;
+        let lane = Arc::new(Lane::new(s.lane_depth, s.width, base, region));
         let worker =
             s.lanes_registered.fetch_add(1, Ordering::Relaxed) as usize % s.new_lanes.len();
-        s.new_lanes[worker].push(consumer);
+        s.new_lanes[worker].push(lane.clone());
         // The worker adopts it at its next loop (or when woken).
         s.wake(true);
-        Ok(Producer { engine: self, lane })
+        Ok(Producer {
+            engine: self,
+            lane,
+            next: 0,
+        })
     }
 
     /// Queue every row of `rows` (back to back, `input_width` each) or none:
@@ -698,11 +845,7 @@ impl Engine {
             // Cannot fail: the queue has room for every slot.
             let _ = s.queue.push(t.slot);
         }
-        fence(Ordering::SeqCst);
-        if s.sleepers.load(Ordering::Relaxed) > 0 {
-            s.wake_epoch.fetch_add(1, Ordering::Release);
-            atomic_wait::wake_all(&*s.wake_epoch);
-        }
+        s.wake(true);
         Ok(())
     }
 
@@ -835,6 +978,10 @@ impl Engine {
             busy: s.busy.load(Ordering::Relaxed),
             ..Counters::default()
         };
+        for l in s.lane_stats.iter() {
+            c.accepted += l.accepted.load(Ordering::Relaxed);
+            c.busy += l.busy.load(Ordering::Relaxed);
+        }
         for w in s.stats.iter() {
             c.completed += w.completed.load(Ordering::Relaxed);
             c.scored += w.scored.load(Ordering::Relaxed);
@@ -861,8 +1008,15 @@ impl Engine {
     pub fn shutdown(&self) {
         let s = &*self.shared;
         s.accepting.store(false, Ordering::SeqCst);
+        // Pairs with the light fence of a lane submit: it sees the close, or
+        // we see its flag.
+        sync::heavy_fence();
         // A submit that passed the check before we closed may still push.
-        while s.submitting.load(Ordering::SeqCst) != 0 {
+        while s.submitting.load(Ordering::SeqCst) != 0
+            || s.lane_stats
+                .iter()
+                .any(|l| l.submitting.load(Ordering::Acquire))
+        {
             std::hint::spin_loop();
         }
         s.draining.store(true, Ordering::SeqCst);
@@ -932,7 +1086,7 @@ fn settle(slot: &Slot) -> u32 {
         .compare_exchange(PENDING, PARKED, Ordering::AcqRel, Ordering::Acquire);
     loop {
         match slot.state.load(Ordering::Acquire) {
-            PARKED => atomic_wait::wait(&slot.state, PARKED),
+            PARKED => sync::wait(&slot.state, PARKED),
             state => return state,
         }
     }
@@ -945,7 +1099,7 @@ pub(crate) fn publish(shared: &Shared, ix: u32) {
     match slot.state.swap(DONE, Ordering::AcqRel) {
         // wake_all: a detached ticket may have more than one waiter (all but
         // one are then refused); parking is off the fast path anyway.
-        PARKED => atomic_wait::wake_all(&slot.state),
+        PARKED => sync::wake_all(&slot.state),
         ABANDONED => shared.release(ix),
         _ => {}
     }

@@ -7,7 +7,7 @@
 //! publishes the result. Relaxed loads and stores of the data are ordered
 //! by those two edges.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use super::sync::{AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{NonFiniteKind, ScoreError};
 
@@ -111,7 +111,7 @@ impl Rows {
         let per_row = width.div_ceil(16).max(1);
         Rows {
             lines: (0..slots * per_row)
-                .map(|_| Line(Default::default()))
+                .map(|_| Line(std::array::from_fn(|_| AtomicU32::new(0))))
                 .collect(),
             per_row,
         }
@@ -141,10 +141,10 @@ impl Slot {
     pub fn new(scores: usize) -> Slot {
         Slot {
             state: AtomicU32::new(FREE),
-            outcome: Default::default(),
-            times: Default::default(),
+            outcome: std::array::from_fn(|_| AtomicU32::new(0)),
+            times: std::array::from_fn(|_| AtomicU64::new(0)),
             model_version: AtomicU64::new(0),
-            scores: Default::default(),
+            scores: std::array::from_fn(|_| AtomicU32::new(0)),
             generation: AtomicU32::new(0),
             deadline_ns: AtomicU64::new(0),
             callback_tag: AtomicU64::new(0),

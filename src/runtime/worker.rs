@@ -3,13 +3,15 @@
 //! Allocates nothing per request (its row and score buffers are made once).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::lane::Lane;
 use super::slot::{RequestError, StageTimes};
-use super::{publish, Completion, IdleStrategy, Shared, StageHistograms};
+use super::sync;
+use super::{bump, publish, Completion, IdleStrategy, Shared, StageHistograms};
 use crate::registry::VersionedScorer;
 
 pub(crate) fn run(
@@ -33,20 +35,21 @@ pub(crate) fn run(
     drop(ready);
     let stats = &shared.stats[index];
     let mut idle_since: Option<Instant> = None;
-    // Registered producers' lanes (adopting one allocates only if more than
-    // this many are registered to this worker).
-    let mut lanes: Vec<rtrb::Consumer<u32>> = Vec::with_capacity(64);
+    // Registered producers' lanes, each with the sequence number of its
+    // next request (adopting one allocates only past `max_producers`).
+    let mut lanes: Vec<(Arc<Lane>, u64)> = Vec::with_capacity(shared.regions.len().max(1));
     let mut next = 0usize;
+    let mut closed_seen = 0u64;
     loop {
         if !shared.new_lanes[index].is_empty() {
             while let Some(lane) = shared.new_lanes[index].pop() {
-                lanes.push(lane);
+                lanes.push((lane, 0));
             }
         }
-        let Some(ix) = next_request(&shared, &mut lanes, &mut next) else {
+        let Some(request) = next_request(&shared, &mut lanes, &mut next, &mut closed_seen) else {
             if shared.draining.load(Ordering::SeqCst)
                 && shared.queue.is_empty()
-                && lanes.iter().all(|l| l.is_empty())
+                && lanes.iter().all(|(l, seq)| !l.ready(*seq))
                 && shared.new_lanes[index].is_empty()
             {
                 return;
@@ -55,16 +58,29 @@ pub(crate) fn run(
             continue;
         };
         idle_since = None;
-        let slot = &shared.slots[ix as usize];
         let started = shared.now_ns();
-        slot.set_time(1, started);
-        let submitted = slot.time(0);
-        let deadline = slot.deadline_ns.load(Ordering::Relaxed);
+        let (ix, submitted, deadline, tag) = match request {
+            Request::Queued(ix) => {
+                let slot = &shared.slots[ix as usize];
+                let deadline = slot.deadline_ns.load(Ordering::Relaxed);
+                let tag = slot.callback_tag.load(Ordering::Relaxed);
+                let submitted = slot.time(0);
+                shared.rows.read(ix, &mut row);
+                (ix, submitted, deadline, tag)
+            }
+            Request::Lane(lane, seq) => {
+                let taken = lanes[lane].0.read(seq, &mut row);
+                (taken.slot, taken.submitted, taken.deadline, 0)
+            }
+        };
+        let slot = &shared.slots[ix as usize];
+        // Nothing is written to the slot until the result is complete: the
+        // caller may be spinning on that cache line, and every early store
+        // would have to take the line back from it.
         let outcome = if deadline != 0 && started.saturating_sub(submitted) > deadline {
-            stats.deadline.fetch_add(1, Ordering::Relaxed);
+            bump(&stats.deadline);
             Err(RequestError::DeadlineExceeded)
         } else {
-            shared.rows.read(ix, &mut row);
             let result = catch_unwind(AssertUnwindSafe(|| {
                 if let Some(hook) = shared.fault.get() {
                     hook(&row);
@@ -72,17 +88,10 @@ pub(crate) fn run(
                 scorer.score(&row, &mut out)
             }));
             match result {
-                Ok(Ok(_version)) => {
-                    slot.write_output(&out);
-                    stats.scored.fetch_add(1, Ordering::Relaxed);
-                    Ok(())
-                }
-                Ok(Err(e)) => {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                    Err(RequestError::Score(e))
-                }
+                Ok(Ok(_version)) => Ok(()),
+                Ok(Err(e)) => Err(RequestError::Score(e)),
                 Err(_) => {
-                    stats.panics.fetch_add(1, Ordering::Relaxed);
+                    bump(&stats.panics);
                     // The scorer may be inconsistent after a panic: replace it.
                     if let Ok(fresh) = shared.deployment.scorer() {
                         scorer = fresh;
@@ -99,8 +108,14 @@ pub(crate) fn run(
             end_to_end_ns: completed.saturating_sub(submitted),
             model_version,
         };
-        stats.completed.fetch_add(1, Ordering::Relaxed);
-        let tag = slot.callback_tag.load(Ordering::Relaxed);
+        // Counted before the hand-off, so a caller holding its result sees
+        // it counted (plain stores: this worker is their only writer).
+        bump(&stats.completed);
+        match outcome {
+            Ok(()) => bump(&stats.scored),
+            Err(RequestError::Score(_)) => bump(&stats.errors),
+            Err(_) => {}
+        }
         match (tag, &shared.on_complete) {
             (1.., Some(callback)) => {
                 // The callback gets the result; the slot recycles itself.
@@ -110,17 +125,24 @@ pub(crate) fn run(
                     scores: &out,
                 };
                 if catch_unwind(AssertUnwindSafe(|| callback(completion))).is_err() {
-                    stats.panics.fetch_add(1, Ordering::Relaxed);
+                    bump(&stats.panics);
                 }
                 shared.release(ix);
             }
             _ => {
+                // The whole result in one burst, then the state word.
+                if outcome.is_ok() {
+                    slot.write_output(&out);
+                }
                 slot.set_outcome(outcome);
-                slot.model_version.store(model_version, Ordering::Relaxed);
+                slot.set_time(0, submitted);
+                slot.set_time(1, started);
                 slot.set_time(2, completed);
+                slot.model_version.store(model_version, Ordering::Relaxed);
                 publish(&shared, ix);
             }
         }
+
         // Record without ever waiting: a snapshot holding the lock sends
         // this sample to the spill histograms, merged at the next chance.
         match stats.hist.try_lock() {
@@ -142,36 +164,68 @@ pub(crate) fn run(
     }
 }
 
+/// Where the next request comes from.
+enum Request {
+    /// A shared-queue slot.
+    Queued(u32),
+    /// Lane `.0` (index into the worker's lanes), request `.1`; the lane's
+    /// cursor has already moved past it.
+    Lane(usize, u64),
+}
+
 /// The next request: lanes and the shared queue in turn (round-robin, so
-/// none starves). Closed, drained lanes are dropped.
+/// none starves). Lanes whose producer is gone are let go once drained.
 #[inline]
 fn next_request(
     shared: &Shared,
-    lanes: &mut Vec<rtrb::Consumer<u32>>,
+    lanes: &mut Vec<(Arc<Lane>, u64)>,
     next: &mut usize,
-) -> Option<u32> {
+    closed_seen: &mut u64,
+) -> Option<Request> {
     let sources = lanes.len() + 1;
     for k in 0..sources {
         let i = (*next + k) % sources;
         let got = if i == lanes.len() {
-            shared.queue.pop()
+            shared.queue.pop().map(Request::Queued)
         } else {
-            lanes[i].pop().ok()
+            let (lane, seq) = &mut lanes[i];
+            lane.ready(*seq).then(|| {
+                *seq += 1;
+                Request::Lane(i, *seq - 1)
+            })
         };
         if got.is_some() {
             *next = (i + 1) % sources;
             return got;
         }
     }
-    // Nothing anywhere: a good moment to drop lanes whose producer is gone.
-    lanes.retain(|l| !(l.is_abandoned() && l.is_empty()));
+    // Nothing anywhere: a good moment to let closed, drained lanes go (only
+    // looked at when a producer has been dropped since). The close is
+    // checked before the last look, so a request written before it is never
+    // left behind.
+    let closed = shared.lanes_closed.load(Ordering::Acquire);
+    if closed == *closed_seen {
+        return None;
+    }
+    *closed_seen = closed;
+    lanes.retain(|(lane, seq)| {
+        let gone = lane.is_closed() && !lane.ready(*seq);
+        if gone {
+            shared.regions[lane.region].store(false, Ordering::Release);
+        }
+        if lane.is_closed() && !gone {
+            // Closed with requests left: look again next time.
+            *closed_seen = closed_seen.wrapping_sub(1);
+        }
+        !gone
+    });
     None
 }
 
 fn idle(
     shared: &Shared,
     index: usize,
-    lanes: &[rtrb::Consumer<u32>],
+    lanes: &[(Arc<Lane>, u64)],
     idle_since: &mut Option<Instant>,
 ) {
     let spin_for = match shared.idle {
@@ -192,14 +246,16 @@ fn idle(
 }
 
 /// Sleep until a submitter (or shutdown) bumps `wake_epoch`.
-fn sleep(shared: &Shared, index: usize, lanes: &[rtrb::Consumer<u32>]) {
+fn sleep(shared: &Shared, index: usize, lanes: &[(Arc<Lane>, u64)]) {
     let seen = shared.wake_epoch.load(Ordering::Acquire);
     shared.sleepers.fetch_add(1, Ordering::SeqCst);
-    // Pairs with the fence in `Engine::push`: either we see its request
-    // here, or it sees us in `sleepers` and wakes us.
-    fence(Ordering::SeqCst);
+    // Pairs with the light fence in `Shared::wake`: either we see its
+    // request here, or it sees us in `sleepers` and wakes us.
+    sync::heavy_fence();
     if shared.queue.is_empty()
-        && lanes.iter().all(|l| l.is_empty())
+        && lanes
+            .iter()
+            .all(|(l, seq)| !l.ready(*seq) && !l.is_closed())
         && shared.new_lanes[index].is_empty()
         && !shared.draining.load(Ordering::SeqCst)
     {
