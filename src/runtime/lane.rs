@@ -32,6 +32,7 @@
 //! atomic (no `unsafe`); the protocol is model-checked with loom
 //! (`tests/loom_lane.rs`).
 
+use super::slot::Slot;
 use super::sync::{AtomicBool, AtomicU32, Ordering};
 
 /// Values per line after the tag.
@@ -56,7 +57,7 @@ impl Line {
 
 /// The lane's shared part (the producer's and the worker's cursors live
 /// with each of them).
-pub(crate) struct Lane {
+pub struct Lane {
     lines: Box<[Line]>,
     /// Lines per request slot: a header, then the row.
     per_req: usize,
@@ -75,7 +76,7 @@ pub(crate) struct Lane {
 
 /// A request as the worker reads it from a lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Taken {
+pub struct Taken {
     /// Index of the request's completion slot (engine-wide).
     pub slot: u32,
     /// Submit time, ns since the engine's epoch.
@@ -120,7 +121,7 @@ impl Lane {
     /// the lines to L3. The caller has seen (acquire) its completion slot
     /// `FREE`, so the worker is done with the request that used this place
     /// before.
-    pub fn write(&self, seq: u64, row: &[f32], submitted: u64, deadline: u64) {
+    fn write(&self, seq: u64, row: &[f32], submitted: u64, deadline: u64) {
         debug_assert_eq!(row.len(), self.width);
         let tag = tag_of(seq);
         let lines = self.slot_lines(seq);
@@ -142,6 +143,30 @@ impl Lane {
         for line in lines {
             super::sync::demote(line);
         }
+    }
+
+    /// Producer: publish `row` as request `seq` if its place is free, that
+    /// is if `completion` (the slot at [`Lane::completion_slot`]`(seq)`) is
+    /// FREE (acquire), marking it PENDING. `false` when the lane is full
+    /// (nothing written).
+    #[inline]
+    pub fn try_submit(
+        &self,
+        completion: &Slot,
+        seq: u64,
+        row: &[f32],
+        submitted: u64,
+        deadline: u64,
+    ) -> bool {
+        if !completion.is_free() {
+            return false;
+        }
+        // Ordered before the worker's DONE by the header's release/acquire.
+        completion
+            .state
+            .store(super::slot::PENDING, Ordering::Relaxed);
+        self.write(seq, row, submitted, deadline);
+        true
     }
 
     /// Worker: whether request `seq` has been published (its header tag,

@@ -47,7 +47,7 @@ use crate::telemetry::LatencySummary;
 pub use slot::{RequestError, StageTimes};
 
 use lane::Lane;
-use slot::{Rows, Slot, ABANDONED, DONE, FREE, PARKED, PENDING, TAKING};
+use slot::{AfterPublish, Rows, Slot, DONE, PARKED, PENDING, TAKING};
 
 /// What an idle worker does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,7 +352,7 @@ impl Shared {
         let base = self.queue_depth + r * self.lane_depth;
         let free = self.slots[base..base + self.lane_depth]
             .iter()
-            .all(|c| c.state.load(Ordering::Acquire) == FREE);
+            .all(|c| c.is_free());
         if !free {
             self.regions[r].store(false, Ordering::Release);
         }
@@ -381,7 +381,7 @@ impl Shared {
     /// Return a slot: to the free list (shared-queue slots), or to its lane
     /// (which reuses it once it sees it `FREE`).
     pub(crate) fn release(&self, ix: u32) {
-        self.slots[ix as usize].state.store(FREE, Ordering::Release);
+        self.slots[ix as usize].set_free();
         if (ix as usize) < self.queue_depth {
             // Cannot fail: there are exactly as many slots as free-list places.
             let _ = self.free.push(ix);
@@ -480,17 +480,14 @@ impl<'e> Producer<'e> {
             stats.submitting.store(false, Ordering::Release);
             return Err(SubmitError::ShutDown);
         }
+        let deadline = deadline.map_or(s.default_deadline_ns, |d| d.as_nanos() as u64);
+        // Full when the request that used this place is still in flight.
         let ix = lane.completion_slot(seq);
-        let c = &s.slots[ix as usize];
-        // The previous request in this place is done and its result taken.
-        if c.state.load(Ordering::Acquire) != FREE {
+        if !lane.try_submit(&s.slots[ix as usize], seq, row, s.now_ns(), deadline) {
             stats.submitting.store(false, Ordering::Release);
             bump(&stats.busy);
             return Err(SubmitError::Busy);
         }
-        c.state.store(PENDING, Ordering::Relaxed);
-        let deadline = deadline.map_or(s.default_deadline_ns, |d| d.as_nanos() as u64);
-        lane.write(seq, row, s.now_ns(), deadline);
         // Published: shutdown may now rely on the worker seeing it.
         stats.submitting.store(false, Ordering::Release);
         bump(&stats.accepted);
@@ -940,7 +937,7 @@ impl Engine {
         out: &mut [f32],
     ) -> Result<Result<StageTimes, RequestError>, Ticket<'e>> {
         let slot = &self.shared.slots[ticket.slot as usize];
-        if slot.state.load(Ordering::Acquire) == DONE {
+        if slot.is_done() {
             Ok(self.take(ticket, out))
         } else {
             Err(ticket)
@@ -957,15 +954,10 @@ impl Engine {
     fn take(&self, ticket: Ticket<'_>, out: &mut [f32]) -> Result<StageTimes, RequestError> {
         let ix = ticket.slot;
         std::mem::forget(ticket);
-        let slot = &self.shared.slots[ix as usize];
-        let outcome = slot.outcome();
-        if outcome.is_ok() {
-            let n = out.len().min(self.shared.score_width);
-            slot.read_output(&mut out[..n]);
-        }
-        let times = slot.stage_times();
+        let n = out.len().min(self.shared.score_width);
+        let result = self.shared.slots[ix as usize].result(&mut out[..n]);
         self.shared.release(ix);
-        outcome.map(|()| times)
+        result
     }
 
     /// Counters and per-stage latency percentiles, merged over workers.
@@ -1046,25 +1038,8 @@ impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         // Abandoned: let the worker recycle the slot, or recycle it now if done.
         let s = &*self.engine.shared;
-        let slot = &s.slots[self.slot as usize];
-        let mut state = slot.state.load(Ordering::Acquire);
-        loop {
-            match state {
-                DONE => {
-                    s.release(self.slot);
-                    return;
-                }
-                PENDING | PARKED => match slot.state.compare_exchange(
-                    state,
-                    ABANDONED,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => return,
-                    Err(now) => state = now,
-                },
-                _ => return,
-            }
+        if s.slots[self.slot as usize].abandon() {
+            s.release(self.slot);
         }
     }
 }
@@ -1092,15 +1067,24 @@ fn settle(slot: &Slot) -> u32 {
     }
 }
 
-/// Publish a slot's result (called by workers): DONE, waking a parked
-/// caller, or recycling an abandoned slot.
-pub(crate) fn publish(shared: &Shared, ix: u32) {
-    let slot = &shared.slots[ix as usize];
-    match slot.state.swap(DONE, Ordering::AcqRel) {
+/// The lane and completion-slot protocol, exposed for the loom model check
+/// only (`tests/loom_lane.rs`, `--features loom`): the same functions the
+/// engine calls, driven by loom's threads.
+#[cfg(feature = "loom")]
+#[doc(hidden)]
+pub mod model_check {
+    pub use super::lane::{Lane, Taken};
+    pub use super::slot::{AfterPublish, Slot};
+}
+
+/// Act on [`Slot::publish`]'s answer (called by workers after publishing a
+/// result): wake a parked caller, or recycle an abandoned slot.
+pub(crate) fn after_publish(shared: &Shared, ix: u32, after: AfterPublish) {
+    match after {
         // wake_all: a detached ticket may have more than one waiter (all but
         // one are then refused); parking is off the fast path anyway.
-        PARKED => sync::wake_all(&slot.state),
-        ABANDONED => shared.release(ix),
-        _ => {}
+        AfterPublish::Wake => sync::wake_all(&shared.slots[ix as usize].state),
+        AfterPublish::Recycle => shared.release(ix),
+        AfterPublish::Nothing => {}
     }
 }

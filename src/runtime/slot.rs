@@ -65,6 +65,17 @@ pub struct StageTimes {
     pub model_version: u64,
 }
 
+/// What a worker does after publishing a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterPublish {
+    /// The caller will find it.
+    Nothing,
+    /// A caller is asleep on the state word: wake it.
+    Wake,
+    /// The ticket was dropped: recycle the slot.
+    Recycle,
+}
+
 /// Scores kept on a slot's completion line (wider outputs live apart).
 const INLINE_SCORES: usize = 4;
 
@@ -76,7 +87,8 @@ const INLINE_SCORES: usize = 4;
 /// from the slot index alone, so the worker fetches it in parallel with
 /// this slot instead of after it.
 #[repr(C)]
-pub(crate) struct Slot {
+pub struct Slot {
+    /// FREE, PENDING, PARKED, DONE, ABANDONED or TAKING.
     pub state: AtomicU32,
     outcome: [AtomicU32; 3],
     /// submitted, started, completed (ns since the engine's epoch).
@@ -138,6 +150,7 @@ impl Rows {
 }
 
 impl Slot {
+    /// A free slot for results of `scores` values.
     pub fn new(scores: usize) -> Slot {
         Slot {
             state: AtomicU32::new(FREE),
@@ -158,26 +171,31 @@ impl Slot {
         self.scores.iter().chain(self.wide.iter())
     }
 
+    /// Store the scores (relaxed: published by the state word).
     pub fn write_output(&self, scores: &[f32]) {
         for (cell, v) in self.score_cells().zip(scores) {
             cell.store(v.to_bits(), Ordering::Relaxed);
         }
     }
 
+    /// Load the scores (after seeing DONE).
     pub fn read_output(&self, out: &mut [f32]) {
         for (v, cell) in out.iter_mut().zip(self.score_cells()) {
             *v = f32::from_bits(cell.load(Ordering::Relaxed));
         }
     }
 
+    /// Store stage time `which` (0 submitted, 1 started, 2 completed).
     pub fn set_time(&self, which: usize, ns: u64) {
         self.times[which].store(ns, Ordering::Relaxed);
     }
 
+    /// Load stage time `which`.
     pub fn time(&self, which: usize) -> u64 {
         self.times[which].load(Ordering::Relaxed)
     }
 
+    /// The request's stage times and model version.
     pub fn stage_times(&self) -> StageTimes {
         let (s, b, c) = (self.time(0), self.time(1), self.time(2));
         StageTimes {
@@ -188,6 +206,96 @@ impl Slot {
         }
     }
 
+    /// Producer: whether the slot is free for a new request (acquire: the
+    /// last user is done with it).
+    #[inline]
+    pub fn is_free(&self) -> bool {
+        self.state.load(Ordering::Acquire) == FREE
+    }
+
+    /// Consumer of a result: whether it is in (acquire: the result is
+    /// visible).
+    #[inline]
+    pub fn is_done(&self) -> bool {
+        self.state.load(Ordering::Acquire) == DONE
+    }
+
+    /// Back to free (release: everything this thread did with the slot
+    /// happens-before its next user's work).
+    #[inline]
+    pub fn set_free(&self) {
+        self.state.store(FREE, Ordering::Release);
+    }
+
+    /// Worker: write the whole result in one burst, then publish it. The
+    /// caller may be spinning on this cache line: every store before the
+    /// last would have to take the line back from it, so nothing is written
+    /// early. Returns what the worker must do next.
+    #[inline]
+    pub fn complete(
+        &self,
+        outcome: Result<(), RequestError>,
+        scores: &[f32],
+        times: [u64; 3],
+        model_version: u64,
+    ) -> AfterPublish {
+        if outcome.is_ok() {
+            self.write_output(scores);
+        }
+        self.set_outcome(outcome);
+        for (i, t) in times.into_iter().enumerate() {
+            self.set_time(i, t);
+        }
+        self.model_version.store(model_version, Ordering::Relaxed);
+        self.publish()
+    }
+
+    /// Mark the result DONE (release: the result is visible to whoever
+    /// sees DONE) and say whether a parked caller must be woken or the slot
+    /// recycled (its ticket was dropped).
+    #[inline]
+    pub fn publish(&self) -> AfterPublish {
+        match self.state.swap(DONE, Ordering::AcqRel) {
+            PARKED => AfterPublish::Wake,
+            ABANDONED => AfterPublish::Recycle,
+            _ => AfterPublish::Nothing,
+        }
+    }
+
+    /// Caller: give up on the result (a dropped ticket). `true` if the
+    /// result is already in and the caller must release the slot now;
+    /// otherwise the worker recycles it when it publishes.
+    pub fn abandon(&self) -> bool {
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            match state {
+                DONE => return true,
+                PENDING | PARKED => match self.state.compare_exchange(
+                    state,
+                    ABANDONED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return false,
+                    Err(now) => state = now,
+                },
+                _ => return false,
+            }
+        }
+    }
+
+    /// Caller, after seeing DONE: the outcome, the scores into `out`, the
+    /// stage times. The slot stays DONE: release it afterwards.
+    pub fn result(&self, out: &mut [f32]) -> Result<StageTimes, RequestError> {
+        let outcome = self.outcome();
+        if outcome.is_ok() {
+            self.read_output(out);
+        }
+        let times = self.stage_times();
+        outcome.map(|()| times)
+    }
+
+    /// Store the outcome (relaxed: published by the state word).
     pub fn set_outcome(&self, outcome: Result<(), RequestError>) {
         let (code, a, b) = match outcome {
             Ok(()) => (OK, 0, 0),
@@ -216,6 +324,7 @@ impl Slot {
         }
     }
 
+    /// Load the outcome (after seeing DONE).
     pub fn outcome(&self) -> Result<(), RequestError> {
         let [code, a, b] = [0, 1, 2].map(|i| self.outcome[i].load(Ordering::Relaxed));
         let score = |e| Err(RequestError::Score(e));

@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::lane::Lane;
 use super::slot::{RequestError, StageTimes};
 use super::sync;
-use super::{bump, publish, Completion, IdleStrategy, Shared, StageHistograms};
+use super::{after_publish, bump, Completion, IdleStrategy, Shared, StageHistograms};
 use crate::registry::VersionedScorer;
 
 pub(crate) fn run(
@@ -130,16 +130,13 @@ pub(crate) fn run(
                 shared.release(ix);
             }
             _ => {
-                // The whole result in one burst, then the state word.
-                if outcome.is_ok() {
-                    slot.write_output(&out);
-                }
-                slot.set_outcome(outcome);
-                slot.set_time(0, submitted);
-                slot.set_time(1, started);
-                slot.set_time(2, completed);
-                slot.model_version.store(model_version, Ordering::Relaxed);
-                publish(&shared, ix);
+                let after = slot.complete(
+                    outcome,
+                    &out,
+                    [submitted, started, completed],
+                    model_version,
+                );
+                after_publish(&shared, ix, after);
             }
         }
 
