@@ -7,7 +7,12 @@
 //! ```sh
 //! cargo run --release --example stall_probe            # 5 s on every core
 //! cargo run --release --example stall_probe -- 20      # 20 s
+//! cargo run --release --example stall_probe -- 20 shared
 //! ```
+//!
+//! `shared`: the threads also write one shared cache line on every
+//! iteration, so it bounces between the cores as a ring's lines do (to see
+//! whether cross-core traffic changes how often the machine stalls them).
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +21,8 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(5.0);
+    let shared = std::env::args().nth(2).as_deref() == Some("shared");
+    static LINE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let handles: Vec<_> = cores
         .into_iter()
@@ -31,6 +38,9 @@ fn main() {
                     if gap > 2_000 {
                         gaps.push(gap);
                     }
+                    if shared {
+                        LINE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     last = now;
                 }
                 (core.id, pinned, gaps)
@@ -38,7 +48,12 @@ fn main() {
         })
         .collect();
     println!(
-        "stall probe: {seconds} s, one spinning thread per core; gaps between clock reads > 2 µs"
+        "stall probe: {seconds} s, one spinning thread per core{}; gaps between clock reads > 2 µs",
+        if shared {
+            ", writing one shared cache line"
+        } else {
+            ""
+        }
     );
     println!(
         "{:>4} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>12}",

@@ -45,6 +45,10 @@ pub enum Target<'a> {
         /// Submit through the shared MPMC queue instead of a registered
         /// producer's SPSC lane (to compare the two).
         shared_queue: bool,
+        /// Lane only: take back and score on this thread any request no
+        /// worker has finished this long after its submission
+        /// ([`Producer::with_reclaim`]).
+        reclaim_after: Option<Duration>,
     },
 }
 
@@ -59,6 +63,9 @@ pub struct Run {
     pub errors: u64,
     /// Submissions refused with Busy (ring path; retried until accepted).
     pub busy: u64,
+    /// Requests the caller took back and scored itself (ring path with
+    /// reclaim).
+    pub reclaimed: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
 }
@@ -114,7 +121,7 @@ pub fn run(
         _ => 0.0,
     };
     let mut hist = histogram();
-    let (mut errors, mut busy) = (0u64, 0u64);
+    let (mut errors, mut busy, mut reclaimed) = (0u64, 0u64, 0u64);
     let report_every = (requests / 16).max(1);
     let t0 = Instant::now();
     let due = |i: usize| Duration::from_nanos((i as f64 * interval_ns) as u64);
@@ -149,8 +156,9 @@ pub fn run(
             engine,
             in_flight,
             shared_queue,
+            reclaim_after,
         } => {
-            let mut ring = RingClient::new(engine, in_flight, shared_queue);
+            let mut ring = RingClient::new(engine, in_flight, shared_queue, reclaim_after);
             for i in 0..requests {
                 let due_ns = if interval_ns > 0.0 {
                     // Collect what finished while waiting for the due time.
@@ -168,6 +176,7 @@ pub fn run(
             ring.drain(t0, &mut hist);
             errors = ring.errors;
             busy = ring.busy;
+            reclaimed = ring.reclaimed;
         }
     }
     Run {
@@ -175,6 +184,7 @@ pub fn run(
         histogram: hist,
         errors,
         busy,
+        reclaimed,
         elapsed: t0.elapsed(),
     }
 }
@@ -192,24 +202,39 @@ struct RingClient<'e> {
     out: Vec<f32>,
     errors: u64,
     busy: u64,
+    reclaimed: u64,
+    /// The producer reclaims overdue requests.
+    reclaiming: bool,
 }
 
 impl<'e> RingClient<'e> {
-    fn new(engine: &'e Engine, in_flight: usize, shared_queue: bool) -> RingClient<'e> {
+    fn new(
+        engine: &'e Engine,
+        in_flight: usize,
+        shared_queue: bool,
+        reclaim_after: Option<Duration>,
+    ) -> RingClient<'e> {
+        // Submit as a trading thread would: through a registered producer's
+        // own lane (the shared queue if registration fails).
+        let producer = if shared_queue {
+            None
+        } else {
+            engine.register_producer().ok()
+        };
+        let producer = match (producer, reclaim_after) {
+            (Some(p), Some(after)) => p.with_reclaim(after).ok(),
+            (p, _) => p,
+        };
         RingClient {
             engine,
-            // Submit as a trading thread would: through a registered
-            // producer's own lane (the shared queue if registration fails).
-            producer: if shared_queue {
-                None
-            } else {
-                engine.register_producer().ok()
-            },
+            reclaiming: reclaim_after.is_some() && producer.is_some(),
+            producer,
             in_flight: in_flight.max(1),
             pending: VecDeque::with_capacity(in_flight.max(1)),
             out: vec![0f32; engine.score_width()],
             errors: 0,
             busy: 0,
+            reclaimed: 0,
         }
     }
 
@@ -220,8 +245,10 @@ impl<'e> RingClient<'e> {
         t0: Instant,
         hist: &mut Histogram<u64>,
     ) {
-        if result.is_err() {
-            self.errors += 1;
+        match result {
+            Ok(t) if t.reclaimed => self.reclaimed += 1,
+            Ok(_) => {}
+            Err(_) => self.errors += 1,
         }
         let done = t0.elapsed().as_nanos() as u64;
         hist.saturating_record(done.saturating_sub(due_ns).max(1));
@@ -230,7 +257,10 @@ impl<'e> RingClient<'e> {
     /// Wait for the oldest request in flight.
     fn settle_oldest(&mut self, t0: Instant, hist: &mut Histogram<u64>) {
         if let Some((ticket, due_ns)) = self.pending.pop_front() {
-            let result = self.engine.wait(ticket, &mut self.out);
+            let result = match &mut self.producer {
+                Some(p) => p.wait(ticket, &mut self.out),
+                None => self.engine.wait(ticket, &mut self.out),
+            };
             self.record(result, due_ns, t0, hist);
         }
     }
@@ -238,16 +268,36 @@ impl<'e> RingClient<'e> {
     /// Poll completions until `until` (since `t0`) has come.
     fn collect_until(&mut self, t0: Instant, until: Duration, hist: &mut Histogram<u64>) {
         while t0.elapsed() < until {
-            match self.pending.pop_front() {
-                Some((ticket, due_ns)) => match self.engine.poll(ticket, &mut self.out) {
-                    Ok(result) => self.record(result, due_ns, t0, hist),
-                    Err(ticket) => {
-                        self.pending.push_front((ticket, due_ns));
-                        std::hint::spin_loop();
+            let Some((ticket, due_ns)) = self.pending.pop_front() else {
+                std::hint::spin_loop();
+                continue;
+            };
+            match self.poll(ticket) {
+                Ok(result) => self.record(result, due_ns, t0, hist),
+                Err(ticket) => {
+                    self.pending.push_front((ticket, due_ns));
+                    // With reclaim, a backlog is shared: the worker takes
+                    // from the front, this thread from the back (the
+                    // requests the worker would reach last).
+                    if self.reclaiming && self.pending.len() > 1 {
+                        if let Some((ticket, due_ns)) = self.pending.pop_back() {
+                            match self.poll(ticket) {
+                                Ok(result) => self.record(result, due_ns, t0, hist),
+                                Err(ticket) => self.pending.push_back((ticket, due_ns)),
+                            }
+                        }
                     }
-                },
-                None => std::hint::spin_loop(),
+                    std::hint::spin_loop();
+                }
             }
+        }
+    }
+
+    /// Poll one ticket (through the producer, which may reclaim it).
+    fn poll(&mut self, ticket: Ticket<'e>) -> Result<Result<StageTimes, RequestError>, Ticket<'e>> {
+        match &mut self.producer {
+            Some(p) => p.poll(ticket, &mut self.out),
+            None => self.engine.poll(ticket, &mut self.out),
         }
     }
 
@@ -286,21 +336,42 @@ impl<'e> RingClient<'e> {
     }
 }
 
-/// Inline and ring side by side in one open-loop run at `rate`: the
-/// schedule alternates between the two paths every `block` requests, so
-/// both meet the same machine (the worker keeps spinning during inline
-/// blocks, stalls fall on both alike). `requests` per path. Latency is
-/// from each request's due time to the caller holding its scores.
-/// Returns (inline, ring).
+/// How [`compare`] runs.
+#[derive(Debug, Clone, Copy)]
+pub struct CompareOptions {
+    /// Requests per second (both paths, one schedule).
+    pub rate: f64,
+    /// Requests per path.
+    pub requests: usize,
+    /// Requests before the schedule switches path.
+    pub block: usize,
+    /// The ring's caller reclaims requests no worker finished this long
+    /// after submission ([`Producer::with_reclaim`]).
+    pub reclaim_after: Option<Duration>,
+}
+
+/// Inline and ring side by side in one open-loop run (see
+/// [`CompareOptions`]): the schedule alternates between the two paths every
+/// `block` requests, so both meet the same machine (the worker keeps
+/// spinning during inline blocks, stalls fall on both alike). Latency is
+/// from each request's due time to the caller holding its scores. With
+/// `control`, the second arm scores inline too, on that scorer: an A/A run
+/// whose "added" latency is the comparison's own noise floor. Returns
+/// (inline, ring).
 pub fn compare(
     scorer: &mut Scorer,
     engine: &Engine,
     rows: &[f32],
     width: usize,
-    rate: f64,
-    requests: usize,
-    block: usize,
+    options: &CompareOptions,
+    mut control: Option<&mut Scorer>,
 ) -> (Run, Run) {
+    let CompareOptions {
+        rate,
+        requests,
+        block,
+        reclaim_after,
+    } = *options;
     let n_rows = (rows.len() / width).max(1);
     let row = |i: usize| &rows[(i % n_rows) * width..(i % n_rows + 1) * width];
     let interval_ns = 1e9 / rate.max(1.0);
@@ -308,7 +379,7 @@ pub fn compare(
     let (mut inline_hist, mut ring_hist) = (histogram(), histogram());
     let mut inline_errors = 0u64;
     let mut out = vec![0f32; scorer.model().info().score_width];
-    let mut ring = RingClient::new(engine, 256, false);
+    let mut ring = RingClient::new(engine, 256, false, reclaim_after);
     let t0 = Instant::now();
     let due = |i: usize| Duration::from_nanos((i as f64 * interval_ns) as u64);
     for i in 0..requests * 2 {
@@ -318,7 +389,18 @@ pub fn compare(
             ring.drain(t0, &mut ring_hist);
         }
         let due_ns = due(i).as_nanos() as u64;
-        if on_ring {
+        if let (true, Some(second)) = (on_ring, control.as_deref_mut()) {
+            // A/A control: the second arm is inline too (the noise floor).
+            while t0.elapsed() < due(i) {
+                std::hint::spin_loop();
+            }
+            if second.score(row(i), &mut out).is_err() {
+                ring.errors += 1;
+            }
+            ring_hist.saturating_record(
+                ((t0.elapsed().as_nanos() as u64).saturating_sub(due_ns)).max(1),
+            );
+        } else if on_ring {
             ring.collect_until(t0, due(i), &mut ring_hist);
             ring.send(row(i), t0, due_ns, &mut ring_hist);
         } else {
@@ -341,6 +423,7 @@ pub fn compare(
             histogram: inline_hist,
             errors: inline_errors,
             busy: 0,
+            reclaimed: 0,
             elapsed: half,
         },
         Run {
@@ -348,6 +431,7 @@ pub fn compare(
             histogram: ring_hist,
             errors: ring.errors,
             busy: ring.busy,
+            reclaimed: ring.reclaimed,
             elapsed: half,
         },
     )

@@ -413,6 +413,88 @@ fn lane_requests_past_their_deadline_are_not_scored() {
 }
 
 #[test]
+fn a_stalled_worker_does_not_hold_up_a_reclaiming_producer() {
+    let model = model("german_logreg");
+    let rows = common::test_rows(&model);
+    let expected = inline_scores(&model, &rows);
+    let engine = Engine::start(&model, &EngineConfig::default()).unwrap();
+    let gate = Arc::new(AtomicBool::new(false));
+    let entered = Arc::new(AtomicBool::new(false));
+    let hook = {
+        let (gate, entered) = (gate.clone(), entered.clone());
+        Arc::new(move |_row: &[f32]| {
+            entered.store(true, Ordering::Release);
+            while !gate.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        })
+    };
+    engine.set_fault_injection(hook);
+    let mut producer = engine
+        .register_producer()
+        .unwrap()
+        .with_reclaim(Duration::from_millis(2))
+        .unwrap();
+    let mut out = [0f32];
+    // A: the worker takes it and stalls (the gate); after 2 ms the producer
+    // takes it back and scores it itself.
+    let a = producer.submit(rows.row(0)).unwrap();
+    while !entered.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let t = producer.wait(a, &mut out).unwrap();
+    assert!(t.reclaimed, "{t:?}");
+    assert!(
+        t.queue_wait_ns >= 2_000_000,
+        "reclaimed only once overdue: {t:?}"
+    );
+    assert_eq!(out[0], expected[0]);
+    // B: the worker has not got past A, so B is taken back at once.
+    let b = producer.submit(rows.row(1)).unwrap();
+    let t = producer.wait(b, &mut out).unwrap();
+    assert!(t.reclaimed, "{t:?}");
+    assert!(
+        t.queue_wait_ns < 2_000_000,
+        "no second wait for a stalled worker: {t:?}"
+    );
+    assert_eq!(out[0], expected[1]);
+    // The worker comes back: it finishes A (result dropped), finds B
+    // reclaimed and skips it, then serves C as usual.
+    gate.store(true, Ordering::Release);
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while engine.snapshot().counters.completed < 2 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the worker never caught up"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // (Until it has got past B, C would be taken back at once too.)
+    let c = producer.submit(rows.row(2)).unwrap();
+    let t = producer.wait(c, &mut out).unwrap();
+    assert!(!t.reclaimed, "{t:?}");
+    assert_eq!(out[0], expected[2]);
+    let n = engine.snapshot().counters;
+    assert_eq!(
+        (
+            n.accepted,
+            n.completed,
+            n.scored,
+            n.reclaimed,
+            n.reclaimed_unscored
+        ),
+        (3, 3, 2, 2, 1),
+        "{n:?}"
+    );
+    // Every place comes back: a full lane's worth goes through again.
+    for (i, want) in expected.iter().enumerate() {
+        let t = producer.submit(rows.row(i)).unwrap();
+        producer.wait(t, &mut out).unwrap();
+        assert_eq!(out[0], *want);
+    }
+}
+
+#[test]
 fn requests_past_their_deadline_are_not_scored() {
     let model = model("german_logreg");
     let rows = common::test_rows(&model);

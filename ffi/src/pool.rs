@@ -340,6 +340,10 @@ pub unsafe extern "C" fn ts_engine_snapshot(
             deadline_exceeded,
             errors,
             panics,
+            // Registered producers' lanes, and so reclaim, are not in the C
+            // ABI (yet): always 0 for a C caller's engine.
+            reclaimed: _,
+            reclaimed_unscored: _,
         } = counters;
         let snap = TsEngineSnapshot {
             accepted,

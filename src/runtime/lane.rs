@@ -194,6 +194,26 @@ impl Lane {
         }
     }
 
+    /// Producer: the sequence number (modulo the lane's depth, which is
+    /// all the lane looks at) of the request whose completion slot is `ix`,
+    /// if `ix` is this lane's.
+    pub fn seq_of(&self, ix: u32) -> Option<u64> {
+        let j = u64::from(ix.checked_sub(self.base)?);
+        (j <= self.mask).then_some(j)
+    }
+
+    /// The completion slot of the request before `seq` (in this lane), if
+    /// it is another place.
+    pub fn previous_slot(&self, seq: u64) -> Option<u32> {
+        (self.mask > 0).then(|| self.completion_slot(seq.wrapping_sub(1)))
+    }
+
+    /// Producer: request `seq`'s submit time (its own write).
+    pub fn submitted_at(&self, seq: u64) -> u64 {
+        let h = &self.slot_lines(seq)[0].vals;
+        join(h[0].load(Ordering::Relaxed), h[1].load(Ordering::Relaxed))
+    }
+
     /// Producer: no more requests will come (called on drop, after its
     /// last write).
     pub fn close(&self) {

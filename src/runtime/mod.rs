@@ -31,6 +31,7 @@ mod slot;
 mod sync;
 mod worker;
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -42,7 +43,7 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
 use crate::model::Model;
-use crate::registry::Deployment;
+use crate::registry::{Deployment, VersionedScorer};
 use crate::telemetry::LatencySummary;
 pub use slot::{RequestError, StageTimes};
 
@@ -193,6 +194,13 @@ pub struct Counters {
     pub errors: u64,
     /// Failed with a contained panic.
     pub panics: u64,
+    /// Lane requests their producer took back and scored on its own thread
+    /// ([`Producer::with_reclaim`]). Still counted in `completed` (the
+    /// worker recycles their slots) but not in `scored`.
+    pub reclaimed: u64,
+    /// Of those, how many the worker found reclaimed before scoring them
+    /// (the rest it scored too, and dropped the result).
+    pub reclaimed_unscored: u64,
 }
 
 /// A snapshot of the engine's telemetry, merged over workers.
@@ -242,6 +250,8 @@ pub(crate) struct WorkerStats {
     pub deadline: AtomicU64,
     pub errors: AtomicU64,
     pub panics: AtomicU64,
+    /// Lane requests found reclaimed by their producer, not scored.
+    pub reclaimed_skipped: AtomicU64,
     pub hist: Mutex<StageHistograms>,
 }
 
@@ -253,6 +263,7 @@ pub(crate) struct LaneStats {
     pub submitting: AtomicBool,
     pub accepted: AtomicU64,
     pub busy: AtomicU64,
+    pub reclaimed: AtomicU64,
 }
 
 /// `counter += 1` for a counter with one writer.
@@ -436,12 +447,26 @@ pub struct Producer<'e> {
     lane: Arc<Lane>,
     /// Sequence number of the next request.
     next: u64,
+    /// Scoring on this thread for requests no worker finished in time.
+    reclaim: Option<Box<Reclaim>>,
+}
+
+/// What a producer needs to score its own requests ([`Producer::with_reclaim`]).
+struct Reclaim {
+    after_ns: u64,
+    scorer: VersionedScorer,
+    row: Vec<f32>,
+    out: Vec<f32>,
 }
 
 impl std::fmt::Debug for Producer<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
             .field("submitted", &self.next)
+            .field(
+                "reclaim_after_ns",
+                &self.reclaim.as_ref().map(|r| r.after_ns),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -495,6 +520,136 @@ impl<'e> Producer<'e> {
         let slot = ix;
         self.next += 1;
         Ok(Ticket { engine, slot })
+    }
+}
+
+impl<'e> Producer<'e> {
+    /// Let this producer take back any of its requests that no worker has
+    /// finished `after` its submission, and score it on its own thread:
+    /// a worker stalled (its core taken away, a long request ahead) then
+    /// delays this caller by about `after` plus one inline score, instead
+    /// of by the stall. While the worker has not got past an overdue
+    /// reclaimed request, the next ones are taken back at once (without
+    /// waiting `after` again). Only [`Producer::poll`] and [`Producer::wait`] do
+    /// this (the engine's `poll`/`wait` never reclaim). The worker skips a
+    /// request it finds reclaimed, or drops its own result; either way the
+    /// caller gets exactly one. Control plane: builds and warms a scorer
+    /// for this thread (allocates).
+    pub fn with_reclaim(
+        mut self,
+        after: Duration,
+    ) -> Result<Producer<'e>, crate::error::LoadError> {
+        let s = &*self.engine.shared;
+        let mut scorer = s.deployment.scorer()?;
+        let row = vec![0f32; s.width];
+        let mut out = vec![0f32; s.score_width];
+        // Warm it on this thread, as workers do.
+        let _ = scorer.score(&row, &mut out);
+        self.reclaim = Some(Box::new(Reclaim {
+            after_ns: after.as_nanos().min(u128::from(u64::MAX)) as u64,
+            scorer,
+            row,
+            out,
+        }));
+        Ok(self)
+    }
+
+    /// The result if it is ready (scores into `out`); with
+    /// [`Producer::with_reclaim`], a request still unfinished `after` its
+    /// submission is taken back and scored here, now. Otherwise the ticket
+    /// is handed back.
+    pub fn poll(
+        &mut self,
+        ticket: Ticket<'e>,
+        out: &mut [f32],
+    ) -> Result<Result<StageTimes, RequestError>, Ticket<'e>> {
+        match self.engine.poll(ticket, out) {
+            Ok(result) => Ok(result),
+            Err(ticket) => self.try_reclaim(ticket, out),
+        }
+    }
+
+    /// Wait for the result by spinning (never parks); with
+    /// [`Producer::with_reclaim`], score it here once it is overdue.
+    /// Without reclaim, the same as [`Engine::wait`] (spin, then park).
+    pub fn wait(
+        &mut self,
+        ticket: Ticket<'e>,
+        out: &mut [f32],
+    ) -> Result<StageTimes, RequestError> {
+        if self.reclaim.is_none() {
+            return self.engine.wait(ticket, out);
+        }
+        let mut ticket = ticket;
+        loop {
+            match self.poll(ticket, out) {
+                Ok(result) => return result,
+                Err(t) => {
+                    ticket = t;
+                    std::hint::spin_loop();
+                }
+            }
+        }
+    }
+
+    /// Take `ticket`'s request back and score it here, if reclaim is on,
+    /// the ticket is this lane's, it is overdue, and no worker has
+    /// published it.
+    fn try_reclaim(
+        &mut self,
+        ticket: Ticket<'e>,
+        out: &mut [f32],
+    ) -> Result<Result<StageTimes, RequestError>, Ticket<'e>> {
+        let Some(r) = self.reclaim.as_deref_mut() else {
+            return Err(ticket);
+        };
+        let s = &*self.engine.shared;
+        let lane = &*self.lane;
+        let Some(seq) = lane.seq_of(ticket.slot) else {
+            return Err(ticket); // another path's ticket
+        };
+        let submitted = lane.submitted_at(seq);
+        let now = s.now_ns();
+        // Overdue; or the request before it was reclaimed, is itself overdue
+        // and the worker has not got past it yet (the worker is stalled:
+        // waiting again would add `after` to every request behind the
+        // stall). A worker merely a request or two behind is waited for.
+        let overdue = now.saturating_sub(submitted) >= r.after_ns
+            || lane.previous_slot(seq).is_some_and(|p| {
+                s.slots[p as usize].is_reclaimed()
+                    && now.saturating_sub(lane.submitted_at(seq.wrapping_sub(1))) >= r.after_ns
+            });
+        if !overdue || !s.slots[ticket.slot as usize].reclaim() {
+            return Err(ticket);
+        }
+        // Ours now: the worker recycles the slot when it gets there.
+        std::mem::forget(ticket);
+        let stats = &s.lane_stats[lane.region];
+        bump(&stats.reclaimed);
+        lane.read(seq, &mut r.row);
+        let scored = catch_unwind(AssertUnwindSafe(|| r.scorer.score(&r.row, &mut r.out)));
+        let done = s.now_ns();
+        Ok(match scored {
+            Ok(Ok(version)) => {
+                let n = out.len().min(r.out.len());
+                out[..n].copy_from_slice(&r.out[..n]);
+                Ok(StageTimes {
+                    queue_wait_ns: now.saturating_sub(submitted),
+                    compute_ns: done.saturating_sub(now),
+                    end_to_end_ns: done.saturating_sub(submitted),
+                    model_version: version,
+                    reclaimed: true,
+                })
+            }
+            Ok(Err(e)) => Err(RequestError::Score(e)),
+            Err(_) => {
+                // The scorer may be inconsistent after a panic: replace it.
+                if let Ok(fresh) = s.deployment.scorer() {
+                    r.scorer = fresh;
+                }
+                Err(RequestError::Panicked)
+            }
+        })
     }
 }
 
@@ -597,6 +752,7 @@ impl Engine {
                         submitting: AtomicBool::new(false),
                         accepted: AtomicU64::new(0),
                         busy: AtomicU64::new(0),
+                        reclaimed: AtomicU64::new(0),
                     })
                 })
                 .collect(),
@@ -619,6 +775,7 @@ impl Engine {
                         deadline: AtomicU64::new(0),
                         errors: AtomicU64::new(0),
                         panics: AtomicU64::new(0),
+                        reclaimed_skipped: AtomicU64::new(0),
                         hist: Mutex::new(StageHistograms::new()),
                     })
                 })
@@ -778,6 +935,7 @@ impl Engine {
             engine: self,
             lane,
             next: 0,
+            reclaim: None,
         })
     }
 
@@ -973,6 +1131,7 @@ impl Engine {
         for l in s.lane_stats.iter() {
             c.accepted += l.accepted.load(Ordering::Relaxed);
             c.busy += l.busy.load(Ordering::Relaxed);
+            c.reclaimed += l.reclaimed.load(Ordering::Relaxed);
         }
         for w in s.stats.iter() {
             c.completed += w.completed.load(Ordering::Relaxed);
@@ -980,6 +1139,7 @@ impl Engine {
             c.deadline_exceeded += w.deadline.load(Ordering::Relaxed);
             c.errors += w.errors.load(Ordering::Relaxed);
             c.panics += w.panics.load(Ordering::Relaxed);
+            c.reclaimed_unscored += w.reclaimed_skipped.load(Ordering::Relaxed);
             let h = w.hist.lock();
             for (m, x) in merged.hist.iter_mut().zip(h.hist.iter()) {
                 let _ = m.add(x);

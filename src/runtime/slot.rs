@@ -23,6 +23,9 @@ pub(crate) const DONE: u32 = 3;
 pub(crate) const ABANDONED: u32 = 4;
 /// One caller is reading the result of a detached ticket.
 pub(crate) const TAKING: u32 = 5;
+/// A lane's producer took the request back to score it on its own thread
+/// (the worker, when it gets there, only recycles the slot).
+pub(crate) const RECLAIMED: u32 = 6;
 
 /// Why a request produced no scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +66,10 @@ pub struct StageTimes {
     /// or the ONNX `model_version` of a fixed model). For a request that
     /// failed, the version that was serving when the worker took it.
     pub model_version: u64,
+    /// Scored on the caller's own thread because no worker had finished it
+    /// in time ([`Producer::with_reclaim`](super::Producer::with_reclaim));
+    /// `queue_wait_ns` is then the wait before the caller took it back.
+    pub reclaimed: bool,
 }
 
 /// What a worker does after publishing a result.
@@ -88,7 +95,7 @@ const INLINE_SCORES: usize = 4;
 /// this slot instead of after it.
 #[repr(C)]
 pub struct Slot {
-    /// FREE, PENDING, PARKED, DONE, ABANDONED or TAKING.
+    /// FREE, PENDING, PARKED, DONE, ABANDONED, TAKING or RECLAIMED.
     pub state: AtomicU32,
     outcome: [AtomicU32; 3],
     /// submitted, started, completed (ns since the engine's epoch).
@@ -203,6 +210,7 @@ impl Slot {
             compute_ns: c.saturating_sub(b),
             end_to_end_ns: c.saturating_sub(s),
             model_version: self.model_version.load(Ordering::Relaxed),
+            reclaimed: false,
         }
     }
 
@@ -257,9 +265,23 @@ impl Slot {
     pub fn publish(&self) -> AfterPublish {
         match self.state.swap(DONE, Ordering::AcqRel) {
             PARKED => AfterPublish::Wake,
-            ABANDONED => AfterPublish::Recycle,
+            ABANDONED | RECLAIMED => AfterPublish::Recycle,
             _ => AfterPublish::Nothing,
         }
+    }
+
+    /// Caller (a lane's producer): take a request back that no worker has
+    /// published yet. `true` if it is now the caller's to score; `false` if
+    /// the result is in (take it).
+    pub fn reclaim(&self) -> bool {
+        self.state
+            .compare_exchange(PENDING, RECLAIMED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Worker: whether the caller has taken this request back.
+    pub fn is_reclaimed(&self) -> bool {
+        self.state.load(Ordering::Acquire) == RECLAIMED
     }
 
     /// Caller: give up on the result (a dropped ticket). `true` if the

@@ -14,6 +14,10 @@ use super::sync;
 use super::{after_publish, bump, Completion, IdleStrategy, Shared, StageHistograms};
 use crate::registry::VersionedScorer;
 
+/// A request that waited longer than this in its lane is checked for having
+/// been reclaimed by its producer before it is scored.
+const RECLAIM_CHECK_NS: u64 = 2_000;
+
 pub(crate) fn run(
     shared: Arc<Shared>,
     index: usize,
@@ -29,15 +33,18 @@ pub(crate) fn run(
     let mut out = vec![0f32; shared.score_width];
     let mut spill = StageHistograms::new();
     let mut spilled = false;
+    // Registered producers' lanes, each with the sequence number of its
+    // next request (adopting one allocates only past `max_producers`).
+    let mut lanes: Vec<(Arc<Lane>, u64)> = Vec::with_capacity(shared.regions.len().max(1));
     // Warm the scorer on this thread before taking traffic.
     let _ = scorer.score(&row, &mut out);
+    // Everything this worker allocates is allocated by now: `start` returns
+    // once every worker has said so (an allocation after this line raced
+    // with the callers' first requests; the zero-allocation test caught it).
     let _ = ready.send(());
     drop(ready);
     let stats = &shared.stats[index];
     let mut idle_since: Option<Instant> = None;
-    // Registered producers' lanes, each with the sequence number of its
-    // next request (adopting one allocates only past `max_producers`).
-    let mut lanes: Vec<(Arc<Lane>, u64)> = Vec::with_capacity(shared.regions.len().max(1));
     let mut next = 0usize;
     let mut closed_seen = 0u64;
     loop {
@@ -77,9 +84,19 @@ pub(crate) fn run(
         // Nothing is written to the slot until the result is complete: the
         // caller may be spinning on that cache line, and every early store
         // would have to take the line back from it.
-        let outcome = if deadline != 0 && started.saturating_sub(submitted) > deadline {
+        let waited = started.saturating_sub(submitted);
+        let mut skipped = false;
+        let outcome = if deadline != 0 && waited > deadline {
             bump(&stats.deadline);
             Err(RequestError::DeadlineExceeded)
+        } else if waited > RECLAIM_CHECK_NS && slot.is_reclaimed() {
+            // Late (a backlog): its producer may have scored it already. Only
+            // then is the completion line read here (a miss while the caller
+            // spins on it), and the worker catches up instead of scoring
+            // twice. The result is dropped at publication either way.
+            bump(&stats.reclaimed_skipped);
+            skipped = true;
+            Ok(())
         } else {
             let result = catch_unwind(AssertUnwindSafe(|| {
                 if let Some(hook) = shared.fault.get() {
@@ -107,11 +124,13 @@ pub(crate) fn run(
             compute_ns: completed.saturating_sub(started),
             end_to_end_ns: completed.saturating_sub(submitted),
             model_version,
+            reclaimed: false,
         };
         // Counted before the hand-off, so a caller holding its result sees
         // it counted (plain stores: this worker is their only writer).
         bump(&stats.completed);
         match outcome {
+            Ok(()) if skipped => {}
             Ok(()) => bump(&stats.scored),
             Err(RequestError::Score(_)) => bump(&stats.errors),
             Err(_) => {}

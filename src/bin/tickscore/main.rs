@@ -328,6 +328,15 @@ struct BenchArgs {
     /// a busy-spinning worker's core and time-share it in milliseconds.
     #[arg(long, default_value = "auto")]
     producer_core: String,
+    /// Ring and compare paths: the caller takes back and scores on its own
+    /// thread any request no worker has finished this many microseconds
+    /// after its submission (`Producer::with_reclaim`; off by default).
+    #[arg(long, value_name = "MICROSECONDS")]
+    reclaim_after: Option<f64>,
+    /// `--path compare`: replace the ring arm by a second inline arm (an
+    /// A/A run: its "added" latency is the comparison's noise floor).
+    #[arg(long)]
+    aa_control: bool,
     /// `--path compare`: requests per block before switching paths.
     #[arg(long, default_value_t = 10_000)]
     block: usize,
@@ -397,20 +406,23 @@ fn bench(a: BenchArgs) -> CliResult {
         PathArg::Inline => None,
     };
     let shared_queue = a.shared_queue;
+    let reclaim = reclaim_after(&a)?;
     pin_producer(&a.producer_core)?;
     if let (PathArg::Compare, Some(engine)) = (a.path, &engine) {
-        return bench_compare(&a, &name, engine, &mut scorer, &rows.values, w);
+        return bench_compare(&a, &name, &model, engine, &mut scorer, &rows.values, w);
     }
     fn target<'a>(
         engine: &'a Option<tickscore::Engine>,
         scorer: &'a mut tickscore::Scorer,
         shared_queue: bool,
+        reclaim_after: Option<Duration>,
     ) -> loadgen::Target<'a> {
         match engine {
             Some(e) => loadgen::Target::Ring {
                 engine: e,
                 in_flight: 256,
                 shared_queue,
+                reclaim_after,
             },
             None => loadgen::Target::Inline(scorer),
         }
@@ -421,7 +433,7 @@ fn bench(a: BenchArgs) -> CliResult {
         loadgen::Pacing::Rate(r)
     } else {
         let cal = loadgen::run(
-            target(&engine, &mut scorer, shared_queue),
+            target(&engine, &mut scorer, shared_queue, None),
             &rows.values,
             w,
             loadgen::Pacing::Closed,
@@ -443,7 +455,7 @@ fn bench(a: BenchArgs) -> CliResult {
     };
     let show_progress = matches!(pacing, loadgen::Pacing::Rate(r) if requests as f64 / r > 2.0);
     let run = loadgen::run(
-        target(&engine, &mut scorer, shared_queue),
+        target(&engine, &mut scorer, shared_queue, reclaim),
         &rows.values,
         w,
         pacing,
@@ -496,8 +508,11 @@ fn bench(a: BenchArgs) -> CliResult {
         human_ns(h.mean()),
         run.throughput()
     );
-    if run.errors > 0 || run.busy > 0 {
-        println!("errors {}  busy (retried) {}", run.errors, run.busy);
+    if run.errors > 0 || run.busy > 0 || run.reclaimed > 0 {
+        println!(
+            "errors {}  busy (retried) {}  reclaimed by the caller {}",
+            run.errors, run.busy, run.reclaimed
+        );
     }
     let json = format!(
         "{{\"model\":\"{name}\",\"path\":\"{path_name}\",\"pacing\":\"{pacing_name}\",\"rate_per_s\":{rate},\"workers\":{},{},\"errors\":{},\"busy\":{}}}\n",
@@ -527,11 +542,26 @@ fn bench(a: BenchArgs) -> CliResult {
     Ok(())
 }
 
+/// `--reclaim-after` as a duration.
+fn reclaim_after(a: &BenchArgs) -> Result<Option<Duration>, String> {
+    match a.reclaim_after {
+        None => Ok(None),
+        Some(us) if us.is_finite() && us >= 0.0 => {
+            Ok(Some(Duration::from_nanos((us * 1000.0) as u64)))
+        }
+        Some(us) => Err(format!(
+            "--reclaim-after: expected microseconds >= 0, got {us}"
+        )),
+    }
+}
+
 /// `tickscore bench --path compare`: the ring's added latency over inline,
 /// both paths in one open-loop run (alternating blocks) at one rate.
+#[allow(clippy::too_many_arguments)]
 fn bench_compare(
     a: &BenchArgs,
     name: &str,
+    model: &Model,
     engine: &tickscore::Engine,
     scorer: &mut tickscore::Scorer,
     rows: &[f32],
@@ -545,6 +575,7 @@ fn bench_compare(
                     engine,
                     in_flight: 256,
                     shared_queue: false,
+                    reclaim_after: None,
                 },
                 rows,
                 w,
@@ -561,13 +592,28 @@ fn bench_compare(
             rate
         }
     };
+    // A/A control: a second inline scorer in place of the ring.
+    let mut control = if a.aa_control {
+        Some(model.scorer()?)
+    } else {
+        None
+    };
     let per_path = a
         .requests
         .unwrap_or_else(|| (rate * a.duration.unwrap_or(10.0) / 2.0).ceil() as usize);
-    let (inline, ring) = loadgen::compare(scorer, engine, rows, w, rate, per_path, a.block);
+    let options = loadgen::CompareOptions {
+        rate,
+        requests: per_path,
+        block: a.block,
+        reclaim_after: reclaim_after(a)?,
+    };
+    let (inline, ring) = loadgen::compare(scorer, engine, rows, w, &options, control.as_mut());
     println!(
-        "{name}: inline and ring alternating every {} requests, open loop at {rate:.0} req/s, {} + {} requests",
-        a.block, inline.requests, ring.requests
+        "{name}: inline and {} alternating every {} requests, open loop at {rate:.0} req/s, {} + {} requests",
+        if a.aa_control { "inline again (A/A control)" } else { "ring" },
+        a.block,
+        inline.requests,
+        ring.requests
     );
     println!(
         "{:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
@@ -611,6 +657,15 @@ fn bench_compare(
         signed(added[3]),
         signed(added[4])
     );
+    if let Some(after) = reclaim_after(a)? {
+        println!(
+            "reclaim after {:.1} µs: {} of {} ring requests scored by the caller ({:.3}%)",
+            after.as_nanos() as f64 / 1000.0,
+            ring.reclaimed,
+            ring.requests,
+            100.0 * ring.reclaimed as f64 / ring.requests.max(1) as f64
+        );
+    }
     if inline.errors + ring.errors > 0 || ring.busy > 0 {
         println!(
             "errors {} inline, {} ring; busy (retried) {}",
@@ -618,13 +673,14 @@ fn bench_compare(
         );
     }
     let json = format!(
-        "{{\"model\":\"{name}\",\"path\":\"compare\",\"pacing\":\"open\",\"rate_per_s\":{rate},\"block\":{},\"inline\":{{{}}},\"ring\":{{{}}},\"added_p50_ns\":{},\"added_p99_ns\":{},\"added_p999_ns\":{}}}\n",
+        "{{\"model\":\"{name}\",\"path\":\"compare\",\"pacing\":\"open\",\"rate_per_s\":{rate},\"block\":{},\"inline\":{{{}}},\"ring\":{{{}}},\"added_p50_ns\":{},\"added_p99_ns\":{},\"added_p999_ns\":{},\"reclaimed\":{}}}\n",
         a.block,
         inline.json_fields(),
         ring.json_fields(),
         added[0],
         added[2],
-        added[3]
+        added[3],
+        ring.reclaimed
     );
     std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
     let stem = a.out.join(format!("{name}-compare-open"));
@@ -968,6 +1024,7 @@ fn run_model(
             engine: &engine,
             in_flight: 1,
             shared_queue: false,
+            reclaim_after: None,
         },
         &rows.values,
         w,
