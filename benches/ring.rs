@@ -2,8 +2,10 @@
 //! one producer, one worker pinned and busy-spinning, a full round trip
 //! (submit, worker scores, caller waits) per iteration, timed with
 //! `iter_custom`, through the shared MPMC queue and through a registered
-//! producer's SPSC lane; and closed-loop throughput with 1 and 2 workers (256
-//! requests in flight).
+//! producer's lane; and closed-loop throughput with 1 and 2 workers (256
+//! requests in flight). Models: logistic (61 features), XGBoost (61) and
+//! XGBoost on 119 features. The open-loop comparison at 50% load (added
+//! latency at p50/p99/p99.9) is `tickscore bench --path compare`.
 //!
 //! Run: `cargo bench --bench ring`.
 
@@ -20,11 +22,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn ring(c: &mut Criterion) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    for name in ["german_logreg", "german_xgboost"] {
+    for name in ["german_logreg", "german_xgboost", "german_wide_xgboost"] {
         let model =
             Model::load(dir.join(name).join("model.onnx"), &LoadOptions::default()).expect("model");
         let names = model.info().feature_names.clone().expect("named features");
-        let rows = read_features_by_name(&dir.join("data/german_test.csv"), &names).expect("rows");
+        // The 119-feature model reads the wide encoding of the same rows.
+        let rows = read_features_by_name(&dir.join("data/german_test.csv"), &names)
+            .or_else(|_| read_features_by_name(&dir.join("data/german_wide_test.csv"), &names))
+            .expect("rows");
         let n = rows.rows();
         let mut out = [0f32];
 

@@ -25,7 +25,7 @@
 //! completes exactly once, also across shutdown), or let a model's panic
 //! kill a worker.
 
-mod clock;
+pub(crate) mod clock;
 mod lane;
 mod slot;
 mod sync;
@@ -552,6 +552,21 @@ impl<'e> Producer<'e> {
             out,
         }));
         Ok(self)
+    }
+
+    /// Score `row` on this thread, now, with this producer's own scorer
+    /// (the one reclaim uses): for a caller whose lane is full (`Busy`,
+    /// e.g. the worker's core has been taken away for a while) and who will
+    /// not wait for it. Returns the version that scored. `None` unless
+    /// [`Producer::with_reclaim`] gave this producer a scorer. Allocates
+    /// nothing.
+    pub fn score_inline(
+        &mut self,
+        row: &[f32],
+        out: &mut [f32],
+    ) -> Option<Result<u64, crate::error::ScoreError>> {
+        let r = self.reclaim.as_deref_mut()?;
+        Some(r.scorer.score(row, out))
     }
 
     /// The result if it is ready (scores into `out`); with

@@ -898,6 +898,9 @@ fn models_dir(arg: Option<PathBuf>) -> PathBuf {
 
 fn run(models: Option<PathBuf>, seconds: f64, out: &Path) -> CliResult {
     let dir = models_dir(models);
+    // Best effort: this thread on the first core, the workers (from the
+    // last core) elsewhere, so the ring's two threads never share a core.
+    let _ = pin_producer("auto");
     let data = dir.join("data");
     let labels = read_labels_file(&data.join("german_test_labels.csv"), "bad")?;
     let mut names: Vec<String> = std::fs::read_dir(&dir)
@@ -938,8 +941,9 @@ fn run(models: Option<PathBuf>, seconds: f64, out: &Path) -> CliResult {
     }
     println!("quality: AUC and KS against the default labels (classifiers), R² and MAE against target.csv (regressors)");
     println!("max|Δ|ORT: largest difference from the scores recorded from onnxruntime");
-    println!("latency: closed loop, one request at a time. inline: Scorer::score on this thread. ring: from submit to");
-    println!("the result published by one pinned busy-spinning worker. Clock reads (~50 ns here) are included.");
+    println!("latency: closed loop, one request at a time, this thread pinned to the first core. inline: Scorer::score");
+    println!("on this thread. ring: through this thread's lane to one pinned busy-spinning worker, until this thread");
+    println!("holds the scores. Two clock reads (~20 ns each here) are included in both.");
     println!(
         "report: {} (per model: <name>-inline.hgrm, <name>-ring.hgrm, <name>.svg, <name>.json)",
         out.display()
