@@ -306,3 +306,122 @@ fn registry_commands_end_to_end() {
         );
     }
 }
+
+/// Run the binary, killing it (and failing) if it takes longer than
+/// `limit`: a hang must fail the suite, not stall it.
+fn tickscore_within(args: &[&str], limit: std::time::Duration) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickscore"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs the tickscore binary");
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("child status").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("tickscore {args:?} ran over {limit:?} (hung?)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("child output")
+}
+
+/// The main job, briefly: every bundled model scores, inline and through
+/// the ring, and its report files are written. (A main job that pinned its
+/// thread before starting the engine once put the busy-spinning worker on
+/// the same core and took minutes per model.)
+#[test]
+fn the_main_job_runs_every_model_through_both_paths() {
+    let out_dir = std::env::temp_dir().join(format!("tickscore-run-{}", std::process::id()));
+    let out = tickscore_within(
+        &[
+            "run",
+            "--seconds",
+            "0.05",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        std::time::Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in common::bundled_models() {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no line for {name}:\n{stdout}"));
+        assert!(!line.contains("FAILED"), "{line}");
+        for ext in ["-inline.hgrm", "-ring.hgrm", ".svg", ".json"] {
+            let f = out_dir.join(format!("{name}{ext}"));
+            assert!(f.is_file(), "{} missing", f.display());
+        }
+        // Not a speed target: a sanity bound ~30x above the 0.5-4 µs this
+        // takes, which a worker time-sharing the caller's core cannot meet
+        // (the caller spins ~200 µs before it parks and lets the worker
+        // run: 200+ µs a request that way).
+        let json = std::fs::read_to_string(out_dir.join(format!("{name}.json"))).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let ring_p50 = v["ring"]["p50_ns"].as_u64().expect("ring p50");
+        assert!(
+            ring_p50 < 100_000,
+            "{name}: ring p50 {ring_p50} ns: worker and caller share a core?"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+/// `bench --path compare` prints both arms and the added latency, and its
+/// JSON carries them; `--aa-control` runs two inline arms.
+#[test]
+fn bench_compare_reports_the_added_latency() {
+    let out_dir = std::env::temp_dir().join(format!("tickscore-compare-{}", std::process::id()));
+    for extra in [
+        &[][..],
+        &["--reclaim-after", "2"][..],
+        &["--aa-control"][..],
+    ] {
+        let mut args = vec![
+            "bench",
+            "--model",
+            "german_logreg",
+            "--path",
+            "compare",
+            "--rate",
+            "100000",
+            "--requests",
+            "20000",
+            "--block",
+            "1000",
+            "--idle",
+            "busy",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = tickscore_within(&args, std::time::Duration::from_secs(60));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for label in ["inline", "ring", "added"] {
+            assert!(
+                stdout.lines().any(|l| l.trim_start().starts_with(label)),
+                "{label}:\n{stdout}"
+            );
+        }
+        let json =
+            std::fs::read_to_string(out_dir.join("german_logreg-compare-open.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["inline"]["count"], 20_000, "{json}");
+        assert_eq!(v["ring"]["count"], 20_000, "{json}");
+        assert!(v["added_p50_ns"].is_number(), "{json}");
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
+}

@@ -898,9 +898,21 @@ fn models_dir(arg: Option<PathBuf>) -> PathBuf {
 
 fn run(models: Option<PathBuf>, seconds: f64, out: &Path) -> CliResult {
     let dir = models_dir(models);
-    // Best effort: this thread on the first core, the workers (from the
-    // last core) elsewhere, so the ring's two threads never share a core.
-    let _ = pin_producer("auto");
+    // This thread on the first core, the workers on the others (named
+    // explicitly: once this thread is pinned, the engine's default, the
+    // cores this thread may use, would be only its own).
+    let cores: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    let worker_cores = match cores.as_slice() {
+        [first, rest @ ..] if !rest.is_empty() => {
+            let _ = pin_producer(&first.to_string());
+            rest.iter().rev().copied().collect()
+        }
+        _ => cores.clone(),
+    };
     let data = dir.join("data");
     let labels = read_labels_file(&data.join("german_test_labels.csv"), "bad")?;
     let mut names: Vec<String> = std::fs::read_dir(&dir)
@@ -931,7 +943,7 @@ fn run(models: Option<PathBuf>, seconds: f64, out: &Path) -> CliResult {
     );
     let mut failures = Vec::new();
     for name in &names {
-        match run_model(&dir, &data, name, &labels, seconds, out) {
+        match run_model(&dir, &data, name, &labels, seconds, out, &worker_cores) {
             Ok(line) => println!("{line}"),
             Err(e) => {
                 println!("{name:<20} FAILED: {e}");
@@ -943,7 +955,7 @@ fn run(models: Option<PathBuf>, seconds: f64, out: &Path) -> CliResult {
     println!("max|Δ|ORT: largest difference from the scores recorded from onnxruntime");
     println!("latency: closed loop, one request at a time, this thread pinned to the first core. inline: Scorer::score");
     println!("on this thread. ring: through this thread's lane to one pinned busy-spinning worker, until this thread");
-    println!("holds the scores. Two clock reads (~20 ns each here) are included in both.");
+    println!("holds the scores. Two clock reads (the time-stamp counter, ~7 ns each here) are included in both.");
     println!(
         "report: {} (per model: <name>-inline.hgrm, <name>-ring.hgrm, <name>.svg, <name>.json)",
         out.display()
@@ -967,6 +979,7 @@ fn run_model(
     labels: &[bool],
     seconds: f64,
     out_dir: &Path,
+    worker_cores: &[usize],
 ) -> Result<String, Box<dyn std::error::Error>> {
     let model = Model::load(dir.join(name).join("model.onnx"), &LoadOptions::default())?;
     let info = model.info();
@@ -1017,6 +1030,7 @@ fn run_model(
         &model,
         &tickscore::EngineConfig {
             workers: 1,
+            cores: Some(worker_cores.to_vec()),
             idle: tickscore::IdleStrategy::BusySpin,
             ..Default::default()
         },
