@@ -240,28 +240,7 @@ def build_models(x_train, y_train, width):
         "lightgbm 300 trees",
     )
 
-    import xgboost as xgb
-    from onnxmltools import convert_xgboost
-
-    xg = xgb.XGBClassifier(
-        n_estimators=100,
-        max_depth=4,
-        learning_rate=0.1,
-        subsample=0.8,
-        colsample_bytree=0.8,
-        tree_method="exact",
-        random_state=SEED % 2**31,
-        n_jobs=1,
-    )
-    xg.fit(x_train, y_train)
-    models["german_xgboost"] = (
-        convert_xgboost(
-            xg,
-            initial_types=[("input", FloatTensorType([None, width]))],
-            target_opset=TREE_CORE_OPSET,
-        ),
-        "xgboost 100 trees depth 4",
-    )
+    models["german_xgboost"] = (xgboost_model(x_train, y_train, width), "xgboost 100 trees depth 4")
     return models
 
 
@@ -323,7 +302,8 @@ def wide_features(x: np.ndarray, names: list[str], x_train: np.ndarray):
     return wide, wide_names
 
 
-def build_wide_model(x_train, y_train, width):
+def xgboost_model(x_train, y_train, width):
+    """XGBoost, 100 trees of depth 4, as ONNX (german_xgboost and german_wide_xgboost)."""
     import xgboost as xgb
     from onnxmltools import convert_xgboost
     from onnxmltools.convert.common.data_types import FloatTensorType
@@ -467,7 +447,7 @@ def main() -> None:
         data_dir / "german_wide_test_nan.csv", wide_names, ([fmt(v) for v in row] for row in x_wide_test_nan)
     )
     specs["german_wide_xgboost"] = (
-        build_wide_model(x_wide_train, y_train, len(wide_names)),
+        xgboost_model(x_wide_train, y_train, len(wide_names)),
         "xgboost 100 trees depth 4, 119 features",
         list(range(len(wide_names))),
         "P(bad): probabilities column 1",

@@ -100,9 +100,7 @@ fn requests_arrive_whole_and_each_result_comes_back_once() {
         }
         w.join().unwrap();
     });
-    let n = EXPLORED[0].load(Ordering::Relaxed);
-    println!("{n} interleavings explored");
-    assert!(n > 100, "loom explored only {n} executions");
+    report(0);
 }
 
 /// A caller drops its ticket while the worker may be scoring it: the place
@@ -125,23 +123,10 @@ fn an_abandoned_request_frees_its_place_exactly_once() {
             slots[ix as usize].set_free();
         }
         // The only place comes back (from whichever side recycles it).
-        let ix = lane.completion_slot(1);
-        while !lane.try_submit(&slots[ix as usize], 1, &row(1), 1001, 7) {
-            thread::yield_now();
-        }
-        while !slots[ix as usize].is_done() {
-            thread::yield_now();
-        }
-        let mut out = [0f32];
-        slots[ix as usize].result(&mut out).expect("scored");
-        let [a, b] = row(1);
-        assert_eq!(out[0], a + b);
-        slots[ix as usize].set_free();
+        second_request_goes_through(&lane, &slots);
         w.join().unwrap();
     });
-    let n = EXPLORED[1].load(Ordering::Relaxed);
-    println!("{n} interleavings explored");
-    assert!(n > 100, "loom explored only {n} executions");
+    report(1);
 }
 
 /// A producer takes its request back (reclaim) while the worker may be
@@ -200,20 +185,32 @@ fn a_reclaimed_request_yields_one_result_and_its_place_comes_back() {
         };
         assert_eq!(mine, a + b, "exactly one, correct, result");
         // The place comes back (the worker recycles a reclaimed one).
-        while !lane.try_submit(&slots[ix as usize], 1, &row(1), 1001, 0) {
-            thread::yield_now();
-        }
-        while !slots[ix as usize].is_done() {
-            thread::yield_now();
-        }
-        let mut out = [0f32];
-        slots[ix as usize].result(&mut out).expect("scored");
-        let [a, b] = row(1);
-        assert_eq!(out[0], a + b);
-        slots[ix as usize].set_free();
+        second_request_goes_through(&lane, &slots);
         w.join().unwrap();
     });
-    let n = EXPLORED[2].load(Ordering::Relaxed);
+    report(2);
+}
+
+/// In a one-place lane: request 1 is accepted once its place is free
+/// again, and its own result comes back.
+fn second_request_goes_through(lane: &Lane, slots: &[Slot]) {
+    let ix = lane.completion_slot(1) as usize;
+    while !lane.try_submit(&slots[ix], 1, &row(1), 1001, 7) {
+        thread::yield_now();
+    }
+    while !slots[ix].is_done() {
+        thread::yield_now();
+    }
+    let mut out = [0f32];
+    slots[ix].result(&mut out).expect("scored");
+    let [a, b] = row(1);
+    assert_eq!(out[0], a + b);
+    slots[ix].set_free();
+}
+
+/// Print (and check) how many executions model `i` explored.
+fn report(i: usize) {
+    let n = EXPLORED[i].load(Ordering::Relaxed);
     println!("{n} interleavings explored");
     assert!(n > 100, "loom explored only {n} executions");
 }

@@ -521,24 +521,32 @@ fn bench(a: BenchArgs) -> CliResult {
         run.errors,
         run.busy
     );
-    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
-    let stem = a.out.join(format!("{name}-{path_name}-{pacing_name}"));
-    let write = |ext: &str, text: &str| -> Result<PathBuf, String> {
-        let p = stem.with_extension(ext);
-        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
-        Ok(p)
-    };
     let title = format!("{name}, {path_name} path, {pacing_name} loop");
-    let files = [
-        write("hgrm", &loadgen::hgrm(h))?,
-        write("svg", &loadgen::svg(&title, &[(path_name, h)]))?,
-        write("json", &json)?,
-    ];
-    if let Some(j) = &a.json {
-        std::fs::write(j, &json).map_err(|e| format!("{}: {e}", j.display()))?;
+    write_report(
+        &a,
+        &format!("{name}-{path_name}-{pacing_name}"),
+        &[
+            ("hgrm", loadgen::hgrm(h)),
+            ("svg", loadgen::svg(&title, &[(path_name, h)])),
+            ("json", json),
+        ],
+    )
+}
+
+/// Write a bench's files as `<--out>/<stem>.<ext>` (and the JSON also to
+/// `--json`), and say where.
+fn write_report(a: &BenchArgs, stem: &str, files: &[(&str, String)]) -> CliResult {
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let mut written = Vec::with_capacity(files.len());
+    for (ext, text) in files {
+        let p = a.out.join(format!("{stem}.{ext}"));
+        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+        written.push(p.display().to_string());
+        if let (&"json", Some(j)) = (ext, &a.json) {
+            std::fs::write(j, text).map_err(|e| format!("{}: {e}", j.display()))?;
+        }
     }
-    let listed: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    println!("wrote {}", listed.join(", "));
+    println!("wrote {}", written.join(", "));
     Ok(())
 }
 
@@ -682,30 +690,16 @@ fn bench_compare(
         added[3],
         ring.reclaimed
     );
-    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
-    let stem = a.out.join(format!("{name}-compare-open"));
-    let write = |ext: &str, text: &str| -> Result<PathBuf, String> {
-        let p = stem.with_extension(ext);
-        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
-        Ok(p)
-    };
     let title = format!("{name}, inline vs ring, open loop at {rate:.0}/s");
-    let files = [
-        write(
-            "svg",
-            &loadgen::svg(
-                &title,
-                &[("inline", &inline.histogram), ("ring", &ring.histogram)],
-            ),
-        )?,
-        write("json", &json)?,
-    ];
-    if let Some(j) = &a.json {
-        std::fs::write(j, &json).map_err(|e| format!("{}: {e}", j.display()))?;
-    }
-    let listed: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    println!("wrote {}", listed.join(", "));
-    Ok(())
+    let svg = loadgen::svg(
+        &title,
+        &[("inline", &inline.histogram), ("ring", &ring.histogram)],
+    );
+    write_report(
+        a,
+        &format!("{name}-compare-open"),
+        &[("svg", svg), ("json", json)],
+    )
 }
 
 /// A model path, or the name of a bundled model.
