@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use tickscore::input::read_features_by_name;
+use tickscore::input::read_features_by_name_from_any;
 use tickscore::{LoadOptions, Model, TierChoice};
 
 #[global_allocator]
@@ -45,8 +45,15 @@ fn inline(c: &mut Criterion) {
                 }
             };
             let names = model.info().feature_names.as_ref().expect("named features");
-            let rows =
-                read_features_by_name(&dir.join("data/german_test.csv"), names).expect("test rows");
+            let data = dir.join("data");
+            let rows = read_features_by_name_from_any(
+                &[
+                    &data.join("german_test.csv"),
+                    &data.join("german_wide_test.csv"),
+                ],
+                names,
+            )
+            .expect("test rows");
             let mut scorer = model.scorer().expect("scorer");
             let mut out = vec![0f32; model.info().score_width];
             let mut i = 0;

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use tickscore::input::read_features_by_name;
+use tickscore::input::read_features_by_name_from_any;
 use tickscore::{Engine, EngineConfig, IdleStrategy, LoadOptions, Model};
 
 #[global_allocator]
@@ -27,9 +27,15 @@ fn ring(c: &mut Criterion) {
             Model::load(dir.join(name).join("model.onnx"), &LoadOptions::default()).expect("model");
         let names = model.info().feature_names.clone().expect("named features");
         // The 119-feature model reads the wide encoding of the same rows.
-        let rows = read_features_by_name(&dir.join("data/german_test.csv"), &names)
-            .or_else(|_| read_features_by_name(&dir.join("data/german_wide_test.csv"), &names))
-            .expect("rows");
+        let data = dir.join("data");
+        let rows = read_features_by_name_from_any(
+            &[
+                &data.join("german_test.csv"),
+                &data.join("german_wide_test.csv"),
+            ],
+            &names,
+        )
+        .expect("rows");
         let n = rows.rows();
         let mut out = [0f32];
 

@@ -31,7 +31,7 @@ use hdrhistogram::Histogram;
 use ort::session::Session;
 use ort::value::Tensor;
 use ort::AsPointer;
-use tickscore::input::read_features_by_name;
+use tickscore::input::read_features_by_name_from_any;
 use tickscore::{InputPolicy, LoadOptions, Model, NonFinitePolicy};
 
 #[global_allocator]
@@ -165,7 +165,14 @@ fn compare(
         .feature_names
         .as_ref()
         .ok_or("model has no feature names")?;
-    let rows = read_features_by_name(&dir.join("data/german_test.csv"), names)?;
+    let data = dir.join("data");
+    let rows = read_features_by_name_from_any(
+        &[
+            &data.join("german_test.csv"),
+            &data.join("german_wide_test.csv"),
+        ],
+        names,
+    )?;
     let n_rows = rows.rows();
     let mut ort = OrtRunner::new(env, &path, batch, w)?;
     let mut scorer = model.scorer()?;

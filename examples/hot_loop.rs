@@ -1,6 +1,6 @@
 //! Scores one bundled model in a tight loop, for profilers
 //! (`perf record ./target/release/examples/hot_loop german_mlp 2000000`).
-use tickscore::{input::read_features_by_name, LoadOptions, Model};
+use tickscore::{input::read_features_by_name_from_any, LoadOptions, Model};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -16,7 +16,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .feature_names
         .clone()
         .ok_or("model has no feature names")?;
-    let rows = read_features_by_name(&dir.join("data/german_test.csv"), &names)?;
+    let data = dir.join("data");
+    let rows = read_features_by_name_from_any(
+        &[
+            &data.join("german_test.csv"),
+            &data.join("german_wide_test.csv"),
+        ],
+        &names,
+    )?;
     let mut scorer = model.scorer()?;
     let mut out = vec![0f32; model.info().score_width];
     let mut sum = 0.0;

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use tickscore::input::read_features_by_name;
+use tickscore::input::read_features_by_name_from_any;
 use tickscore::{Engine, EngineConfig, IdleStrategy, LoadOptions, Model};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,8 +23,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .clone()
         .ok_or("model without feature names")?;
     // The 119-feature model reads the wide encoding of the same rows.
-    let rows = read_features_by_name(&dir.join("data/german_test.csv"), &names)
-        .or_else(|_| read_features_by_name(&dir.join("data/german_wide_test.csv"), &names))?;
+    let data = dir.join("data");
+    let rows = read_features_by_name_from_any(
+        &[
+            &data.join("german_test.csv"),
+            &data.join("german_wide_test.csv"),
+        ],
+        &names,
+    )?;
     let engine = Engine::start(
         &model,
         &EngineConfig {

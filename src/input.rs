@@ -176,6 +176,25 @@ pub fn read_features(
     Ok(out)
 }
 
+/// [`read_features_by_name`] on the first of `paths` whose header names
+/// every one of `names` (a model reads its features from whichever of
+/// several files carries them; the bundled 119-feature model reads
+/// `german_wide_test.csv`, the others `german_test.csv`). The error is the
+/// last file's.
+pub fn read_features_by_name_from_any(
+    paths: &[&Path],
+    names: &[String],
+) -> Result<FeatureRows, CsvError> {
+    let mut last = Err(CsvError::Empty);
+    for path in paths {
+        last = read_features_by_name(path, names);
+        if last.is_ok() {
+            break;
+        }
+    }
+    last
+}
+
 /// Read a CSV file whose header names (at least) the model's features, in
 /// any order and among any other columns, and select those features in
 /// model order. Every value of a selected column must be a number; other

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use prost::Message;
-use tickscore::input::{read_features_by_name, read_features_file, FeatureRows};
+use tickscore::input::{read_features_by_name_from_any, read_features_file, FeatureRows};
 use tickscore::Model;
 use tract_onnx::pb;
 
@@ -51,11 +51,14 @@ fn rows_from(model: &Model, suffix: &str) -> FeatureRows {
         .as_ref()
         .expect("bundled models name their features");
     let data = models_dir().join("data");
-    read_features_by_name(&data.join(format!("german_test{suffix}.csv")), names)
-        .or_else(|_| {
-            read_features_by_name(&data.join(format!("german_wide_test{suffix}.csv")), names)
-        })
-        .expect("test rows read")
+    read_features_by_name_from_any(
+        &[
+            &data.join(format!("german_test{suffix}.csv")),
+            &data.join(format!("german_wide_test{suffix}.csv")),
+        ],
+        names,
+    )
+    .expect("test rows read")
 }
 
 /// onnxruntime's scores on the NaN rows, for the models that have them.
