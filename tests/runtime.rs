@@ -497,6 +497,26 @@ fn a_stalled_worker_does_not_hold_up_a_reclaiming_producer() {
 }
 
 #[test]
+fn absurd_lane_configurations_are_refused_not_panicked_on() {
+    let model = model("german_logreg");
+    for (max_producers, lane_depth) in [(1, usize::MAX), (usize::MAX, 2), (8, 1 << 40)] {
+        let e = Engine::start(
+            &model,
+            &EngineConfig {
+                max_producers,
+                lane_depth,
+                ..EngineConfig::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, tickscore::runtime::EngineError::Config(_)),
+            "{max_producers} × {lane_depth}: {e}"
+        );
+    }
+}
+
+#[test]
 fn requests_past_their_deadline_are_not_scored() {
     let model = model("german_logreg");
     let rows = common::test_rows(&model);

@@ -740,7 +740,17 @@ impl Engine {
         }
         let regions = config.max_producers;
         // A power of two: a lane finds a request's place with a mask.
-        let lane_depth = config.lane_depth.max(1).next_power_of_two();
+        let lane_depth = config
+            .lane_depth
+            .max(1)
+            .checked_next_power_of_two()
+            .filter(|&d| d <= u32::MAX as usize / 2)
+            .ok_or_else(|| {
+                EngineError::Config(format!(
+                    "lane_depth {} is too large (at most 2^30)",
+                    config.lane_depth
+                ))
+            })?;
         let total = depth
             .checked_add(regions.saturating_mul(lane_depth))
             .filter(|&t| t <= u32::MAX as usize / 2)
