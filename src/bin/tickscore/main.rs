@@ -16,7 +16,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tickscore::input::{read_features_by_name, read_features_file, read_labels_file};
+use tickscore::input::{
+    read_features_by_name, read_features_by_name_from_any, read_features_file, read_labels_file,
+    FeatureRows,
+};
 use tickscore::telemetry::human_ns;
 use tickscore::{eval, loadgen, InputPolicy, LoadOptions, Model, NonFinitePolicy, TierChoice};
 
@@ -377,15 +380,14 @@ fn bench(a: BenchArgs) -> CliResult {
     let model = Model::load(&model_path, &options(TierArg::Auto, true))
         .map_err(|e| format!("{}: {e}", model_path.display()))?;
     let info = model.info();
-    let rows_path = a
-        .rows
-        .clone()
-        .unwrap_or_else(|| test_split_for(&dir.join("data"), info));
-    let rows = match &info.feature_names {
-        Some(names) => read_features_by_name(&rows_path, names),
-        None => read_features_file(&rows_path, info.input_width, None),
-    }
-    .map_err(|e| format!("{}: {e}", rows_path.display()))?;
+    let rows = match &a.rows {
+        Some(path) => match &info.feature_names {
+            Some(names) => read_features_by_name(path, names),
+            None => read_features_file(path, info.input_width, None),
+        }
+        .map_err(|e| format!("{}: {e}", path.display()))?,
+        None => read_test_split(&dir.join("data"), info)?,
+    };
     let w = info.input_width;
     let mut scorer = model.scorer()?;
     let engine = match a.path {
@@ -859,22 +861,18 @@ fn inspect(path: &Path) -> CliResult {
     Ok(())
 }
 
-/// The bundled test split a model reads: `german_test.csv` (61 features),
-/// or the same rows in the 119-feature encoding, `german_wide_test.csv`,
-/// for a model whose features are not all in the first (see
-/// `models/make_models.py`).
-fn test_split_for(data: &Path, info: &tickscore::ModelInfo) -> PathBuf {
+/// A model's rows from the bundled test split: `german_test.csv` (61
+/// features), or for a model whose features are not all there the same rows
+/// in the 119-feature encoding, `german_wide_test.csv` (see
+/// `models/make_models.py`). Each file is read once at most.
+fn read_test_split(data: &Path, info: &tickscore::ModelInfo) -> Result<FeatureRows, String> {
     let narrow = data.join("german_test.csv");
     let wide = data.join("german_wide_test.csv");
-    let fits = |path: &Path| {
-        info.feature_names
-            .as_ref()
-            .is_some_and(|names| read_features_by_name(path, names).is_ok())
-    };
-    if !fits(&narrow) && fits(&wide) {
-        wide
-    } else {
-        narrow
+    match &info.feature_names {
+        Some(names) => read_features_by_name_from_any(&[&narrow, &wide], names)
+            .map_err(|e| format!("{} / {}: {e}", narrow.display(), wide.display())),
+        None => read_features_file(&narrow, info.input_width, None)
+            .map_err(|e| format!("{}: {e}", narrow.display())),
     }
 }
 
@@ -977,12 +975,8 @@ fn run_model(
 ) -> Result<String, Box<dyn std::error::Error>> {
     let model = Model::load(dir.join(name).join("model.onnx"), &LoadOptions::default())?;
     let info = model.info();
-    let test = test_split_for(data, info);
     // Each model reads its own features (by name) from the test split.
-    let rows = match &info.feature_names {
-        Some(names) => read_features_by_name(&test, names)?,
-        None => read_features_file(&test, info.input_width, None)?,
-    };
+    let rows = read_test_split(data, info)?;
     let reference = read_reference(&dir.join(name).join("reference.csv"))?;
     let mut scorer = model.scorer()?;
     let mut scores = vec![0f32; rows.rows()];
