@@ -185,13 +185,21 @@ impl Lane {
                 *v = f32::from_bits(cell.load(Ordering::Relaxed));
             }
         }
-        let h = &lines[0].vals;
-        let word = |i: usize| h[i].load(Ordering::Relaxed);
         Taken {
             slot: self.completion_slot(seq),
-            submitted: join(word(0), word(1)),
-            deadline: join(word(2), word(3)),
+            submitted: self.header_word(seq, 0),
+            deadline: self.header_word(seq, 2),
         }
+    }
+
+    /// The `u64` at word `i` of request `seq`'s header (0: submit time,
+    /// 2: deadline), as `write` stored it.
+    fn header_word(&self, seq: u64, i: usize) -> u64 {
+        let h = &self.slot_lines(seq)[0].vals;
+        join(
+            h[i].load(Ordering::Relaxed),
+            h[i + 1].load(Ordering::Relaxed),
+        )
     }
 
     /// Producer: the sequence number (modulo the lane's depth, which is
@@ -210,8 +218,7 @@ impl Lane {
 
     /// Producer: request `seq`'s submit time (its own write).
     pub fn submitted_at(&self, seq: u64) -> u64 {
-        let h = &self.slot_lines(seq)[0].vals;
-        join(h[0].load(Ordering::Relaxed), h[1].load(Ordering::Relaxed))
+        self.header_word(seq, 0)
     }
 
     /// Producer: no more requests will come (called on drop, after its
